@@ -1,0 +1,1 @@
+"""Faust agents of streamapp: fetch, validate, store (discovered by ``streamapp.app``)."""

@@ -1,0 +1,1 @@
+"""Records and validation of the pipeline's messages."""

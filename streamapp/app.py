@@ -1,0 +1,52 @@
+"""Builds the one ``faust.App`` of streamapp, and nothing else."""
+
+from __future__ import annotations
+
+import sys
+
+import faust
+
+from streamapp.exceptions import ConfigError
+from streamapp.kafka import faust_credentials
+from streamapp.settings import Settings, load_settings
+
+__all__ = ["app", "settings"]
+
+#: Modules whose agents, timers, views and commands the app discovers.
+#: ``agents`` lives outside the app package, so it is listed explicitly.
+AUTODISCOVER = ["agents", "streamapp.views", "streamapp.commands"]
+
+
+def _load() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        # Fail fast with one line that says what to fix, never a stack trace.
+        print(f"streamapp: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+settings: Settings = _load()
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.kafka_broker_url,
+    broker_credentials=faust_credentials(settings),
+    autodiscover=AUTODISCOVER,
+    origin="streamapp",
+    store="memory://",
+    topic_partitions=settings.topic_partitions,
+    topic_replication_factor=settings.topic_replication_factor,
+    topic_allow_declare=True,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    web_in_thread=False,
+    producer_acks=-1,
+    producer_compression_type="gzip",
+    producer_linger_ms=20,
+    producer_max_batch_size=256 * 1024,
+    stream_wait_empty=False,
+    broker_commit_every=1000,
+    broker_commit_interval=1.0,
+    table_cleanup_interval=60.0,
+)

@@ -1,0 +1,55 @@
+"""The one exception tree of streamapp: every error the platform raises on purpose."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StreamappError(Exception):
+    """Root of every error raised by streamapp on purpose."""
+
+
+class ConfigError(StreamappError):
+    """A setting is missing or malformed; the message says what to fix, in one line."""
+
+
+class StackError(StreamappError):
+    """The local stack (ZooKeeper, Kafka, PostgreSQL) cannot start, stop or answer."""
+
+
+class SourceError(StreamappError):
+    """The external data source could not deliver a usable document."""
+
+
+class SourceUnavailable(SourceError):
+    """Connection refused, DNS failure, timeout or a 5xx/429: worth retrying later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SourceResponseError(SourceError):
+    """The source answered, but with a body we cannot use (not JSON, truncated, too big)."""
+
+
+class InvalidRecord(StreamappError):
+    """A raw message failed validation; ``kind`` is machine readable, ``detail`` per field."""
+
+    def __init__(self, kind: str, message: str, detail: Any | None = None) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+        self.detail = detail if detail is not None else {}
+
+
+class SinkError(StreamappError):
+    """Writing to PostgreSQL failed."""
+
+
+class TransientSinkError(SinkError):
+    """The database is unreachable or busy: retry the same batch in place."""
+
+
+class PermanentSinkError(SinkError):
+    """The database rejects the data itself: retrying will never succeed."""
