@@ -6,27 +6,26 @@ from streamapp.app import app, settings
 
 __all__ = ["clean_topic", "dead_letter_topic", "raw_topic"]
 
-#: Raw features as fetched: bytes, validated by ``agents.validate`` (never decoded by
-#: Faust, so a bad message cannot be dropped silently by a deserializer).
+# Every topic uses the raw codec: Faust drops undecodable messages silently, so the
+# agents receive bytes and decode them themselves (bad bytes become dead letters).
+
+#: Raw features as fetched (an envelope of the feature and fetch metadata), keyed by id.
 raw_topic = app.topic(
     settings.topic_raw,
-    key_type=str,
-    value_type=bytes,
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.topic_partitions,
 )
 
-#: Validated events (``models.Quake``), keyed by event id.
+#: Validated events (``models.records.Quake`` JSON), keyed by event id.
 clean_topic = app.topic(
     settings.topic_clean,
-    key_type=str,
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.topic_partitions,
 )
 
-#: Rejected messages (``models.DeadLetter``) with the original bytes and the reason.
+#: Rejected messages (``models.records.DeadLetter`` JSON) with the original bytes.
 dead_letter_topic = app.topic(
     settings.topic_dead_letter,
     key_serializer="raw",

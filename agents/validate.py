@@ -1,0 +1,106 @@
+"""The ``validate_quakes`` agent: raw topic -> clean topic | dead-letter topic."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from faust.types import EventT, StreamT
+
+from models.records import DeadLetter
+from models.validation import validate_raw
+from streamapp.app import app, settings
+from streamapp.delivery import Outgoing, deliver
+from streamapp.exceptions import InvalidRecord
+from streamapp.stats import stats
+from streamapp.topics import clean_topic, dead_letter_topic, raw_topic
+
+__all__ = ["route", "validate_quakes"]
+
+log = logging.getLogger(__name__)
+
+#: How many raw messages are validated, forwarded and acked together.
+VALIDATE_BATCH = 1000
+#: How long a partial batch waits for more messages before it is processed.
+VALIDATE_WITHIN = 0.2
+
+
+def route(
+    value: bytes | None,
+    key: bytes | None,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> tuple[bool, Outgoing]:
+    """Validate one raw message and say where it goes: ``(is_valid, message)``.
+
+    Never raises for bad data: whatever the bytes, the result is either the clean
+    event keyed by its id, or a dead letter carrying the original bytes and reason.
+    """
+    try:
+        quake = validate_raw(
+            value,
+            max_bytes=settings.max_message_bytes,
+            max_depth=settings.max_json_depth,
+            partition=partition,
+            offset=offset,
+        )
+    except InvalidRecord as exc:
+        letter = DeadLetter.build(value, key, topic, partition, offset, exc)
+        return False, Outgoing(
+            dead_letter_topic, key, letter.dumps(), headers=letter.headers()
+        )
+    return True, Outgoing(clean_topic, quake.id.encode("utf-8"), quake.dumps())
+
+
+async def forward(events: Sequence[EventT]) -> tuple[int, int]:
+    """Route a batch of raw events, deliver every result, then ack the batch."""
+    outgoing: list[Outgoing] = []
+    valid = 0
+    kinds: list[str] = []
+    for event in events:
+        message = event.message
+        ok, out = route(
+            _as_bytes(event.value),
+            _as_bytes(event.key),
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+        )
+        outgoing.append(out)
+        if ok:
+            valid += 1
+        else:
+            kinds.append(_header(out, "error.kind"))
+    # Kafka must have every clean event and dead letter before the input is acked.
+    await deliver(outgoing)
+    for event in events:
+        event.ack()
+    stats.incr("valid", valid)
+    for kind in kinds:
+        stats.incr_invalid(kind)
+    return valid, len(kinds)
+
+
+@app.agent(raw_topic, name="validate_quakes")
+async def validate_quakes(stream: StreamT[Any]) -> None:
+    """Validate every raw message; fan out to the clean and dead-letter topics."""
+    async for events in stream.noack_take(VALIDATE_BATCH, within=VALIDATE_WITHIN):
+        await forward(events)
+
+
+def _as_bytes(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value)
+
+
+def _header(out: Outgoing, name: str) -> str:
+    for key, value in out.headers:
+        if key == name:
+            return value.decode("utf-8", "replace")
+    return "unknown"

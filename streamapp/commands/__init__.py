@@ -1,0 +1,1 @@
+"""Faust commands of streamapp (``faust -A streamapp <command>``), one module each."""

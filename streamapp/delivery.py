@@ -1,0 +1,83 @@
+"""Send messages to Kafka and wait until the broker has them, retrying in place."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.types import TopicT
+
+__all__ = ["Outgoing", "deliver"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to produce: topic, key, value and headers (all bytes)."""
+
+    topic: TopicT
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+async def deliver(
+    messages: Sequence[Outgoing],
+    *,
+    max_backoff: float = 10.0,
+    attempts: int | None = None,
+) -> int:
+    """Produce ``messages`` and await every delivery report.
+
+    Messages whose delivery fails (broker gone, timeout) are sent again with
+    exponential backoff until they are delivered: the caller acks its input only
+    after this returns, so nothing is acked that Kafka does not have. ``attempts``
+    bounds the rounds (``None``: retry while the worker runs). Returns the number of
+    rounds it took (1 when everything went through the first time).
+    """
+    pending = list(messages)
+    rounds = 0
+    delay = 0.2
+    while pending:
+        rounds += 1
+        futures: list[Any] = []
+        for msg in pending:
+            try:
+                fut = await msg.topic.send(
+                    key=msg.key, value=msg.value, headers=msg.headers or None
+                )
+            except Exception as exc:  # noqa: BLE001 - any producer error is retried
+                fut = _failed(exc)
+            futures.append(fut)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [
+            (msg, res)
+            for msg, res in zip(pending, results, strict=True)
+            if isinstance(res, BaseException)
+        ]
+        if not failed:
+            return rounds
+        if attempts is not None and rounds >= attempts:
+            raise failed[0][1]
+        log.warning(
+            "delivery of %d of %d message(s) to Kafka failed (%s); retrying in %.1fs",
+            len(failed),
+            len(pending),
+            failed[0][1],
+            delay,
+        )
+        pending = [msg for msg, _ in failed]
+        await asyncio.sleep(delay * (0.5 + random.random() / 2))
+        delay = min(delay * 2, max_backoff)
+    return rounds
+
+
+def _failed(exc: BaseException) -> asyncio.Future[Any]:
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    fut.set_exception(exc)
+    return fut

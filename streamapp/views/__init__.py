@@ -1,0 +1,1 @@
+"""Web views served by the worker's built-in Faust web server, one module each."""
