@@ -63,6 +63,8 @@ class Settings:
     kafka_advertised_listeners: str = "PLAINTEXT://localhost:9092"
     kafka_listener_security_protocol_map: str = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
     kafka_heap_opts: str = "-Xms256m -Xmx512m"
+    # --- the local stack (make up): state dir for data, configs, pid files, logs
+    stack_dir: str = ".stack"
     # --- what the app connects to
     kafka_bootstrap_servers: str = "localhost:9092"
     kafka_security_protocol: str = "PLAINTEXT"
