@@ -1,0 +1,79 @@
+# streamapp: the two README commands are `make run` and `make test`.
+# Everything else is a building block of those two. `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.streamapp-installed
+CONSTRAINTS := $(wildcard constraints.txt)
+PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+JARS_STAMP := stack/lib/.resolved
+MVN ?= mvn
+STACK := $(PY) -m streamapp.stack
+PYTEST_ARGS ?=
+
+.PHONY: help venv jars up down status run test lint clean distclean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------- bootstrap
+venv: $(VENV_STAMP) ## create .venv (python3.11) and install the package with [dev]
+
+$(VENV_STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(PIP_CONSTRAINTS) -e '.[dev]'
+	@touch $@
+
+jars: $(JARS_STAMP) ## resolve the Kafka + ZooKeeper jars from Maven Central into stack/lib
+
+# Without a stamp the jars are only completed (never removed: a running stack uses
+# them); when pom.xml changed since the last resolution the old jars are replaced.
+$(JARS_STAMP): stack/pom.xml
+	@command -v $(MVN) >/dev/null || { echo "mvn not found: install Maven (apt-get install maven)"; exit 1; }
+	@if [ -f $@ ]; then rm -f stack/lib/*.jar; fi
+	$(MVN) -q -B -f stack/pom.xml dependency:copy-dependencies
+	@touch $@
+
+# ---------------------------------------------------------------- the stack
+# KAFKA_MODE=kraft (or any setting of .env.example) can be given on the command line.
+up: venv jars ## start ZooKeeper/KRaft, Kafka and PostgreSQL; wait until they answer
+	$(STACK) up
+
+down: venv ## stop the processes `make up` started
+	$(STACK) down
+
+status: venv ## show what runs (pid, port, answering)
+	$(STACK) status
+
+# ---------------------------------------------------------------- README commands
+run: venv up ## bootstrap, bring the stack up, run the Faust worker in the foreground
+	$(VENV)/bin/faust -A streamapp worker -l info
+
+# The KRaft round trip runs inside the suite (tests/integration/test_stack.py) on its
+# own ports and state dir, so the shared stack keeps running in the default mode.
+test: venv jars up ## bootstrap, bring the stack up, run the whole test suite
+	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): that is a failure"; fi; \
+	exit $$rc
+
+lint: venv ## ruff check, ruff format --check, mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# ---------------------------------------------------------------- housekeeping
+clean: ## stop the stack and delete its state (.stack) and the caches
+	@if [ -x $(PY) ]; then $(STACK) purge; else rm -rf .stack; fi
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and delete .venv and the jars too
+	rm -rf $(VENV) stack/lib
