@@ -30,6 +30,7 @@ __all__ = [
     "RecordLike",
     "ReplayKind",
     "TopicNotFound",
+    "check_output",
     "decode_record",
     "read_table",
     "records_to_frame",
@@ -599,9 +600,7 @@ async def replay_topic(
     )
     await consumer.start()
     try:
-        if topic not in await consumer.topics():
-            raise TopicNotFound(f"topic {topic!r} does not exist on the broker")
-        numbers = sorted(consumer.partitions_for_topic(topic) or ())
+        numbers = await _partitions(consumer, topic, timeout)
         tps = [TopicPartition(topic, p) for p in numbers]
         consumer.assign(tps)
         stop = dict(await consumer.end_offsets(tps))
@@ -657,6 +656,26 @@ async def replay_topic(
     return frame
 
 
+async def _partitions(consumer: Any, topic: str, patience: float) -> list[int]:
+    """The partition numbers of ``topic``, read from fresh cluster metadata.
+
+    ``consumer.topics()`` fetches the metadata but throws it away, and a consumer
+    without a subscription tracks no topic, so the cluster is asked directly (a
+    request for all topics never auto-creates one).
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        cluster = await consumer._client.fetch_all_metadata()
+        if topic not in cluster.topics():
+            raise TopicNotFound(f"topic {topic!r} does not exist on the broker")
+        numbers = sorted(cluster.partitions_for_topic(topic) or ())
+        if numbers:
+            return numbers
+        if time.monotonic() > deadline:  # partitions without a leader yet
+            raise TimeoutError(f"topic {topic!r} has no available partition")
+        await asyncio.sleep(0.5)
+
+
 async def _consume(
     consumer: Any,
     tps: Sequence[Any],
@@ -677,6 +696,8 @@ async def _consume(
     if done:
         consumer.pause(*done)
     total = sum(max(stop[tp] - start[tp], 0) for tp in tps)
+    if limit is not None and window == (None, None):
+        total = min(total, limit)  # every message scanned is a row
     rows: list[dict[str, Any]] = []
     scanned = 0
     loop = asyncio.get_running_loop()
@@ -811,12 +832,18 @@ def _make_engine(settings: Settings) -> Any:
 # ----------------------------------------------------------------------- output
 
 
+def check_output(out: str | Path) -> Path:
+    """``out`` as a Path; raises ValueError unless it ends in .parquet or .csv."""
+    path = Path(out)
+    if path.suffix.lower() not in (".parquet", ".csv"):
+        raise ValueError(f"{path}: the output must end in .parquet or .csv")
+    return path
+
+
 def write_frame(frame: pd.DataFrame, out: str | Path) -> Path:
     """Write a replayed frame to ``.parquet`` or ``.csv`` (bytes as base64 in CSV)."""
-    path = Path(out)
+    path = check_output(out)
     suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise ValueError(f"{path}: the output must end in .parquet or .csv")
     data = frame.copy()
     data.attrs = {}
     for column in data.columns:
