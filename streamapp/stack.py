@@ -638,6 +638,13 @@ class Stack:
     def _pg_data(self) -> Path:
         return self.paths.postgres.resolve()
 
+    def _pg_log(self) -> Path:
+        """PostgreSQL's log: logs/postgres.log, or next to an outside data dir."""
+        if self.paths.postgres.is_symlink():
+            data = self._pg_data()
+            return data.parent / f"{data.name}.log"
+        return self.paths.log("postgres")
+
     def _pg_pid(self) -> int | None:
         data = self._pg_data()
         pid = read_pid(data / "postmaster.pid") if data.is_dir() else None
@@ -756,6 +763,8 @@ class Stack:
                 f"keeping the data dir in {data} (linked from {link})"
             )
             link.symlink_to(data)
+            self.paths.log("postgres").unlink(missing_ok=True)
+            self.paths.log("postgres").symlink_to(self._pg_log())
         data.mkdir(mode=0o700, exist_ok=True)
         data.chmod(0o700)
         if prefix:
@@ -879,7 +888,7 @@ class Stack:
         )
         self._write_pg_file(data / "pg_hba.conf", PG_HBA, prefix)
         self._pg_bootstrap(bindir, prefix)
-        logfile = self.paths.log("postgres")
+        logfile = self._pg_log()
         logfile.touch()
         if prefix:
             shutil.chown(logfile, PG_OS_USER, PG_OS_USER)
@@ -991,7 +1000,7 @@ class Stack:
                 "postgres",
                 lambda: self._pg_answers(bindir),
                 lambda: self._pg_pid() is not None,
-                [self.paths.log("postgres")],
+                [self._pg_log()],
             )
             login_error = self._pg_login_error()
             if login_error:
@@ -1237,7 +1246,8 @@ class Stack:
         self.down()
         root = self.paths.root
         if self.paths.postgres.is_symlink():
-            shutil.rmtree(self.paths.postgres.resolve(), ignore_errors=True)
+            self._pg_log().unlink(missing_ok=True)
+            shutil.rmtree(self._pg_data(), ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
         self.echo(f"stack: removed {root}")
 

@@ -1,0 +1,208 @@
+"""`python -m streamapp.stack` for real, on its own ports and state dir, in both modes.
+
+The shared development stack (2181/9092/5320, ./.stack) is never touched: every test
+gets free ports and a temporary STACK_DIR through the environment of a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from tests.conftest import KafkaAdmin, run_sync
+from tests.integration.test_kafka_roundtrip import check_roundtrip, roundtrip
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def free_ports() -> dict[str, int]:
+    """Free ports below the ephemeral range (kafka + 1 is the KRaft controller)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 30000, 10)
+        ports = {"zookeeper": base, "kafka": base + 2, "controller": base + 3}
+        ports["postgres"] = base + 5
+        if all(_free(p) for p in ports.values()):
+            return ports
+    raise RuntimeError("no free ports found for the test stack")
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class AltStack:
+    """A private stack: free ports, its own STACK_DIR, driven through the CLI."""
+
+    root: Path
+    ports: dict[str, int]
+    env: dict[str, str]
+
+    @property
+    def bootstrap(self) -> str:
+        return f"localhost:{self.ports['kafka']}"
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "streamapp.stack", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def must(self, *args: str) -> subprocess.CompletedProcess[str]:
+        out = self.run(*args)
+        assert out.returncode == 0, (
+            f"{args}: exit {out.returncode}\n{out.stdout}{out.stderr}"
+        )
+        return out
+
+    def pg_connect(self, password: str) -> psycopg2.extensions.connection:
+        return psycopg2.connect(
+            host="localhost",
+            port=self.ports["postgres"],
+            user="streamapp",
+            password=password,
+            dbname="streamapp",
+            connect_timeout=10,
+        )
+
+
+@pytest.fixture
+def alt_stack(tmp_path: Path) -> Iterator[AltStack]:
+    ports = free_ports()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "POSTGRES_"))
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("ZOOKEEPER_CLIENT_PORT", None)
+    env.update(
+        {
+            "STACK_DIR": str(tmp_path / "stack"),
+            "ZOOKEEPER_CLIENT_PORT": str(ports["zookeeper"]),
+            "KAFKA_ZOOKEEPER_CONNECT": f"localhost:{ports['zookeeper']}",
+            "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://localhost:{ports['kafka']}",
+            "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{ports['kafka']}",
+            "KAFKA_HEAP_OPTS": "-Xms128m -Xmx384m",
+            "POSTGRES_PORT": str(ports["postgres"]),
+            "POSTGRES_USER": "streamapp",
+            "POSTGRES_PASSWORD": "streamapp",
+            "POSTGRES_DB": "streamapp",
+        }
+    )
+    stack = AltStack(tmp_path / "stack", ports, env)
+    try:
+        yield stack
+    finally:
+        out = stack.run("purge")  # down + delete the state, whatever the test did
+        print(out.stdout, out.stderr)
+
+
+def exercise(stack: AltStack, mode: str) -> None:
+    """up, up again (no-op), status, 1,000-message round trip, Postgres, down."""
+    first = stack.must("up", "--mode", mode)
+    assert "kafka: started" in first.stdout, first.stdout
+    assert f"started in {mode} mode" in first.stdout
+
+    second = stack.must("up", "--mode", mode)
+    assert "stack: already up, nothing to do" in second.stdout, second.stdout
+    assert "started" not in second.stdout
+
+    status = stack.must("status")
+    assert status.stdout.count("answering") == (3 if mode == "zookeeper" else 2)
+    assert "NOT answering" not in status.stdout
+    assert f"{mode} mode" in status.stdout
+
+    admin = KafkaAdmin(stack.bootstrap)
+    topic = admin.create_topic(f"t_stack_{mode}_{uuid.uuid4().hex[:8]}", partitions=4)
+    result = run_sync(roundtrip(admin.kwargs, topic, group_id=f"g_{topic}"))
+    check_roundtrip(result)
+
+    conn = stack.pg_connect("streamapp")
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT current_user, inet_server_port()")
+        assert cur.fetchone() == ("streamapp", stack.ports["postgres"])
+    conn.close()
+    with pytest.raises(
+        psycopg2.OperationalError, match="password authentication failed"
+    ):
+        stack.pg_connect("not-the-password")
+
+    down = stack.must("down")
+    assert "kafka: stopped" in down.stdout and "postgres: stopped" in down.stdout
+    busy = [p for p in stack.ports.values() if listening(p)]
+    assert busy == [], f"still listening after down: {busy}"
+    assert not list((stack.root / "run").glob("*.pid"))
+    assert stack.run("status").returncode == 3
+    assert "nothing was running" in stack.must("down").stdout
+
+
+def test_zookeeper_mode_up_twice_roundtrip_down(alt_stack: AltStack) -> None:
+    exercise(alt_stack, "zookeeper")
+    assert (alt_stack.root / "conf" / "zookeeper.properties").is_file()
+
+
+def test_kraft_mode_up_twice_roundtrip_down(alt_stack: AltStack) -> None:
+    exercise(alt_stack, "kraft")
+    assert (alt_stack.root / "data" / "kafka-kraft" / "meta.properties").is_file()
+    assert not (alt_stack.root / "conf" / "zookeeper.properties").exists()
+
+
+def test_restart_keeps_data_and_is_idempotent(alt_stack: AltStack) -> None:
+    """down then up again reuses the data dirs (no initdb, no second format)."""
+    alt_stack.must("up", "--mode", "kraft")
+    alt_stack.must("down")
+    again = alt_stack.must("up", "--mode", "kraft")
+    assert "initdb" not in again.stdout and "formatting" not in again.stdout
+    assert "kafka: started" in again.stdout
+    switch = alt_stack.run("up", "--mode", "zookeeper")
+    assert switch.returncode == 1
+    assert "run `make down` before switching" in switch.stderr
+
+
+def test_port_taken_by_a_stranger_is_one_clear_line(alt_stack: AltStack) -> None:
+    with socket.socket() as stranger:
+        stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        stranger.bind(("127.0.0.1", alt_stack.ports["zookeeper"]))
+        stranger.listen()
+        out = alt_stack.run("up", "--mode", "zookeeper")
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert (
+        f"port {alt_stack.ports['zookeeper']} for zookeeper is already in use"
+        in lines[0]
+    )
+    assert "Traceback" not in out.stderr + out.stdout
+    # Nothing was started.
+    assert not listening(alt_stack.ports["kafka"])
+    assert not listening(alt_stack.ports["postgres"])
