@@ -1,0 +1,416 @@
+"""The ``fetch_quakes`` timer: poll the source, send new or revised features to raw."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from streamapp.app import app, settings
+from streamapp.exceptions import SourceError, SourceUnavailable
+from streamapp.sources import Source, build_source, encode_raw, feature_id
+from streamapp.sources.base import is_json_int
+from streamapp.stats import PipelineStats, stats
+from streamapp.topics import raw_topic
+
+__all__ = [
+    "MemoryVersions",
+    "PollResult",
+    "Sender",
+    "TableVersions",
+    "VersionStore",
+    "dedup_key",
+    "fetch_quakes",
+    "poll_once",
+    "sent_versions",
+]
+
+log = logging.getLogger(__name__)
+
+#: Room left in a producer request for the key, headers and record overhead.
+RECORD_OVERHEAD_BYTES = 1024
+
+# ----------------------------------------------------------------------------------
+# The dedup table, and why it is written the way it is (faust-streaming 0.15.3).
+#
+# ``table[key] = value`` calls ``Table.on_key_set`` -> ``send_changelog(
+# partition_for_key(key), ...)``. For a normal table ``partition_for_key`` takes the
+# partition of ``current_event()`` and raises "Cannot modify table key from outside
+# of stream iteration" in a timer, which has no current event. With
+# ``use_partitioner=True`` it returns None and ``send_changelog`` uses
+# ``send_soon(..., eager_partitioning=True)``, which hashes the key with the
+# *producer's* metadata; aiokafka's producer only keeps metadata for the topics it
+# has sent to, so the first write of a fresh worker can fail inside
+# ``producer._partition`` (``partitions_for_topic`` is None). And ``send_soon``
+# gives no way to wait for the write. So the timer never uses ``table[key] = ...``:
+# :class:`TableVersions` awaits ``changelog_topic.send(key, value)`` (the producer
+# waits for the topic's metadata and partitions by key) and puts the value in the
+# local store (``table.data``), which is exactly what ``__setitem__`` does minus
+# the eager partitioning.
+#
+# It is a *global* table because a sharded one is wrong here: a worker only holds
+# the changelog partitions of its own active partitions (the memory store drops the
+# others after each rebalance), while the one leader that fetches must know every
+# id. With ``is_global`` every worker recovers every changelog partition as active
+# before the rebalance completes, and ``use_partitioner=True`` also makes every
+# partition a standby on every worker (faust-streaming #283: without it, some
+# workers stop following the changelog after recovery). One partition and a
+# recovery buffer of 1 are what faust's GlobalTable docstring prescribes against
+# recovery loops with several workers (``app.GlobalTable`` already sets the standby
+# buffer to 1, so each standby update is applied at once and a worker that becomes
+# leader is current).
+# The timer fetches only after table recovery has completed and while no rebalance
+# is running, so a new leader never polls with a half-recovered table.
+#
+# Crash safety: features are produced first and their delivery awaited; only the
+# delivered ones are written to the table, and that write is awaited too. A crash
+# between the two re-sends those features after the restart (at-least-once; the
+# sink's upsert makes that harmless); a failed send is never marked as sent.
+# ----------------------------------------------------------------------------------
+sent_versions = app.GlobalTable(
+    "sent-versions",
+    key_type=str,
+    value_type=int,
+    default=None,
+    partitions=1,
+    use_partitioner=True,
+    recovery_buffer_size=1,
+    help="Event id (or sha256: content hash) -> `updated` (epoch ms) last sent to raw.",
+)
+
+
+class Sender(Protocol):
+    """Produces one raw message; awaiting the call returns the delivery future."""
+
+    def __call__(self, key: bytes | None, value: bytes) -> Awaitable[Awaitable[Any]]:
+        """Queue ``value`` under ``key``; the result resolves once delivered."""
+        ...
+
+
+class VersionStore(Protocol):
+    """What has been sent: dedup key -> version (``updated`` in epoch ms)."""
+
+    def get(self, key: str) -> int | None:
+        """The version last sent under ``key``, or None."""
+        ...
+
+    async def save(self, versions: Mapping[str, int]) -> None:
+        """Remember ``versions`` as sent (durably, when the store is durable)."""
+        ...
+
+
+@dataclass
+class MemoryVersions:
+    """A :class:`VersionStore` in a dict (tests, and tools without a worker)."""
+
+    data: dict[str, int] = field(default_factory=dict)
+
+    def get(self, key: str) -> int | None:
+        return self.data.get(key)
+
+    async def save(self, versions: Mapping[str, int]) -> None:
+        self.data.update(versions)
+
+
+class TableVersions:
+    """A :class:`VersionStore` over a Faust table, writable from a timer.
+
+    ``save`` puts the values in the local store and awaits their changelog
+    delivery; values whose changelog write failed are kept and written again on
+    the next ``save`` (the local store already has them, so they are not re-sent
+    to the raw topic meanwhile).
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self._unsaved: dict[str, int] = {}
+
+    def get(self, key: str) -> int | None:
+        value = self.table.data.get(key)
+        return value if is_json_int(value) else None
+
+    async def save(self, versions: Mapping[str, int]) -> None:
+        pending = {**self._unsaved, **versions}
+        if not pending:
+            return
+        store = self.table.data
+        for key, value in versions.items():
+            store[key] = value
+        topic = self.table.changelog_topic
+        futures: list[Awaitable[Any]] = []
+        keys = list(pending)
+        for key in keys:
+            try:
+                futures.append(await topic.send(key=key, value=pending[key]))
+            except Exception as exc:
+                futures.append(_failed(exc))
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = {
+            key: pending[key]
+            for key, res in zip(keys, results, strict=True)
+            if isinstance(res, BaseException)
+        }
+        self._unsaved = failed
+        if failed:
+            first = next(r for r in results if isinstance(r, BaseException))
+            log.warning(
+                "could not write %d of %d dedup entries to %s (%s); retried next poll",
+                len(failed),
+                len(keys),
+                topic.get_topic_name(),
+                first,
+            )
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll did."""
+
+    source_url: str
+    fetched: int = 0
+    produced: int = 0
+    skipped_unchanged: int = 0
+    failed: int = 0
+    oversized: int = 0
+    error: str | None = None
+    retry_after: float | None = None
+    unavailable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the source answered and every new feature was delivered."""
+        return self.error is None
+
+    @property
+    def summary(self) -> str:
+        """The ``ok: ...`` / ``error: ...`` text given to ``record_fetch``."""
+        if self.error is not None:
+            return f"error: {self.error}"
+        return f"ok: {self.fetched} features, {self.produced} new"
+
+
+def dedup_key(feature: Any) -> tuple[str, int]:
+    """``(key, version)`` under which a feature is remembered as sent.
+
+    A feature with a usable id and an integer ``properties.updated`` is keyed by
+    its id, versioned by ``updated``: it is sent again only when ``updated`` grows.
+    Anything else (not an object, no id, no integer ``updated``) cannot be
+    versioned, so it is keyed by the SHA-256 of its canonical JSON with version 0:
+    it is sent once (and dead-lettered once), not on every poll.
+    """
+    fid = feature_id(feature)
+    if fid is not None:
+        props = feature.get("properties")
+        updated = props.get("updated") if isinstance(props, dict) else None
+        if is_json_int(updated):
+            return fid, updated
+    canonical = json.dumps(feature, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    return f"sha256:{digest}", 0
+
+
+async def poll_once(
+    source: Source,
+    sender: Sender,
+    versions: VersionStore,
+    *,
+    counters: PipelineStats = stats,
+    max_value_bytes: int | None = None,
+) -> PollResult:
+    """Fetch once and produce every new or revised feature; never raises SourceError.
+
+    A feature is produced when its dedup key is unknown or its version (``updated``)
+    is larger than the one sent; of several copies in one document the largest
+    version is sent. Deliveries are awaited together and only the delivered
+    features are saved in ``versions``: a failed send is retried on the next poll.
+    A value larger than ``max_value_bytes`` cannot go to Kafka at all: it is logged,
+    counted in ``oversized`` and remembered as sent so it is not retried forever.
+    Counts go to ``counters`` (fetched, produced, skipped_unchanged, fetch_errors)
+    and the outcome to ``counters.record_fetch``.
+    """
+    try:
+        result = await source.fetch()
+    except SourceError as exc:
+        counters.incr("fetch_errors")
+        counters.record_fetch(f"error: {exc}")
+        return PollResult(
+            source_url=source.url,
+            error=str(exc),
+            retry_after=getattr(exc, "retry_after", None),
+            unavailable=isinstance(exc, SourceUnavailable),
+        )
+    features = result.features
+    counters.incr("fetched", len(features))
+
+    chosen: dict[str, tuple[int, Any]] = {}
+    for feature in features:
+        key, version = dedup_key(feature)
+        seen = chosen.get(key)
+        if seen is None or version > seen[0]:
+            chosen[key] = (version, feature)
+    new = [
+        (key, version, feature)
+        for key, (version, feature) in chosen.items()
+        if (sent := versions.get(key)) is None or version > sent
+    ]
+
+    keys: list[str] = []
+    futures: list[Awaitable[Any]] = []
+    delivered: dict[str, int] = {}
+    oversized = 0
+    for key, version, feature in new:
+        raw_key, value = encode_raw(feature, result.fetched_at, result.source_url)
+        if max_value_bytes is not None and len(value) > max_value_bytes:
+            oversized += 1
+            delivered[key] = version
+            log.warning(
+                "feature %s is %d bytes, more than Kafka takes (%d): not produced",
+                key,
+                len(value),
+                max_value_bytes,
+            )
+            continue
+        try:
+            futures.append(await sender(raw_key, value))
+        except Exception as exc:
+            futures.append(_failed(exc))
+        keys.append(key)
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    errors = [res for res in outcomes if isinstance(res, BaseException)]
+    for key, res in zip(keys, outcomes, strict=True):
+        if not isinstance(res, BaseException):
+            delivered[key] = chosen[key][0]
+    try:
+        await versions.save(delivered)
+    except Exception:  # a version store that raises must not lose the poll's counts
+        log.exception("could not save the dedup versions")
+
+    produced = len(keys) - len(errors)
+    skipped = len(features) - len(new)
+    counters.incr("produced", produced)
+    counters.incr("skipped_unchanged", skipped)
+    error: str | None = None
+    if errors:
+        error = (
+            f"{len(errors)} of {len(keys)} sends to Kafka failed "
+            f"(first: {type(errors[0]).__name__}: {errors[0]}); retried next poll"
+        )
+        counters.incr("fetch_errors")
+    poll = PollResult(
+        source_url=result.source_url,
+        fetched=len(features),
+        produced=produced,
+        skipped_unchanged=skipped,
+        failed=len(errors),
+        oversized=oversized,
+        error=error,
+    )
+    counters.record_fetch(poll.summary)
+    return poll
+
+
+def _failed(exc: BaseException) -> asyncio.Future[Any]:
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    fut.set_exception(exc)
+    return fut
+
+
+# ---------------------------------------------------------------------- the timer
+@dataclass
+class _FetchState:
+    source: Source | None = None
+    versions: TableVersions = field(
+        default_factory=lambda: TableVersions(sent_versions)
+    )
+    #: ``time.monotonic()`` before which no poll is made (a long ``Retry-After``).
+    not_before: float = 0.0
+    waiting_logged: bool = False
+
+
+_state = _FetchState()
+
+
+async def _send_raw(key: bytes | None, value: bytes) -> Awaitable[Any]:
+    return await raw_topic.send(key=key, value=value)
+
+
+def _tables_ready() -> bool:
+    """True when table recovery is complete and no rebalance is running."""
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    return bool(
+        recovery.completed.is_set() and not app.rebalancing and not app.in_recovery
+    )
+
+
+def _max_value_bytes() -> int:
+    return int(app.conf.producer_max_request_size) - RECORD_OVERHEAD_BYTES
+
+
+def _log_failure(result: PollResult, wait: float) -> None:
+    """Log the one line of a failed poll, with the time of the next one."""
+    at = (datetime.now(UTC) + timedelta(seconds=wait)).isoformat(timespec="seconds")
+    if result.failed:
+        log.warning(
+            "fetch_quakes: %s (Kafka); next poll at %s (in %.0fs)",
+            result.error,
+            at,
+            wait,
+        )
+        return
+    hint = "; to run offline set SOURCE=replay" if settings.source == "usgs" else ""
+    log.warning(
+        "fetch_quakes: source %s failed: %s; next poll at %s (in %.0fs)%s",
+        result.source_url,
+        result.error,
+        at,
+        wait,
+        hint,
+    )
+
+
+@app.timer(settings.fetch_interval_seconds, on_leader=True)
+async def fetch_quakes() -> None:
+    """Poll the source once (leader only) and send what is new to the raw topic."""
+    if not _tables_ready():
+        if not _state.waiting_logged:
+            log.info("fetch_quakes: waiting for table recovery before polling")
+            _state.waiting_logged = True
+        return
+    _state.waiting_logged = False
+    if time.monotonic() < _state.not_before:
+        return
+    if _state.source is None:
+        _state.source = build_source(settings)
+    source = _state.source
+    try:
+        result = await poll_once(
+            source, _send_raw, _state.versions, max_value_bytes=_max_value_bytes()
+        )
+    except Exception as exc:  # a bug or a Kafka error must not stop the worker
+        stats.incr("fetch_errors")
+        stats.record_fetch(f"error: {type(exc).__name__}: {exc}")
+        log.exception("fetch_quakes: poll of %s failed", source.url)
+        return
+    if result.ok:
+        _state.not_before = 0.0
+        log.info("fetch_quakes: %s from %s", result.summary, result.source_url)
+        return
+    interval = settings.fetch_interval_seconds
+    wait = max(interval, result.retry_after or 0.0)
+    if wait > interval:  # the server asked for a longer pause than the interval
+        _state.not_before = time.monotonic() + wait
+    _log_failure(result, wait)
+
+
+@app.on_before_shutdown.connect
+async def _close_source(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+    """Close the source's HTTP session when the worker stops."""
+    source, _state.source = _state.source, None
+    if source is not None:
+        await source.close()
