@@ -1,0 +1,168 @@
+"""The peer: the same validation and Postgres upsert written on Quix Streams.
+
+Two topologies (``--mode``):
+
+* ``pipeline`` (default, the same work as streamapp): raw -> ``validate_raw`` ->
+  clean topic (``Quake.dumps()``) | dead-letter topic (``DeadLetter`` JSON and the
+  error headers); clean -> ``Quake.loads`` -> batched upsert into ``earthquakes``;
+  dead-letter -> batched insert into ``dead_letters``. Three StreamingDataFrames
+  in one Application, sinks are ``BatchingSink`` subclasses flushed at every
+  checkpoint (``commit_interval``), one transaction per topic-partition batch.
+* ``direct``: raw -> validate -> the same sinks, without the intermediate topics.
+
+Run as a process by the harness::
+
+    python -m bench.peer_quix --raw T --clean T --dead-letter T --group G \
+        --schema S --status FILE [--mode pipeline|direct] [--commit-interval 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import base_settings
+from models.records import DeadLetter, Quake
+from models.validation import validate_raw
+from streamapp.exceptions import InvalidRecord
+from streamapp.settings import Settings
+
+
+def _sinks(settings: Settings) -> tuple[Any, Any]:
+    """Quix ``BatchingSink`` adapters around streamapp's own sinks (same SQL)."""
+    from quixstreams.sinks import BatchingSink, SinkBatch
+
+    from streamapp import sink as pg
+
+    class EventSink(BatchingSink):
+        """One ``QuakeSink.write_batch`` (COPY + merge upsert) per checkpoint batch."""
+
+        def setup(self) -> None:
+            self.sink = pg.QuakeSink(settings)
+
+        def write(self, batch: SinkBatch) -> None:
+            items = []
+            for item in batch:
+                value = item.value
+                if isinstance(value, bytes | str):  # pipeline: clean-topic JSON
+                    row = pg.quake_row(
+                        Quake.loads(value),
+                        partition=batch.partition,
+                        offset=item.offset,
+                    )
+                else:  # direct: (quake, partition, offset) from the raw topic
+                    quake, partition, offset = value
+                    row = pg.quake_row(quake, partition=partition, offset=offset)
+                items.append(pg.Item(row))
+            self.sink.write_batch(items)
+
+    class DeadLetterSink(BatchingSink):
+        """One ``DeadLetterSink.write_batch`` per checkpoint batch."""
+
+        def setup(self) -> None:
+            self.sink = pg.DeadLetterSink(settings)
+
+        def write(self, batch: SinkBatch) -> None:
+            items = []
+            for item in batch:
+                value = item.value
+                if isinstance(value, bytes | str):
+                    value = DeadLetter.loads(value)
+                row = pg.dead_letter_row(
+                    value,
+                    topic=batch.topic,
+                    partition=batch.partition,
+                    offset=item.offset,
+                )
+                items.append(pg.Item(row))
+            self.sink.write_batch(items)
+
+    return EventSink(), DeadLetterSink()
+
+
+def build(args: argparse.Namespace) -> Any:
+    """The Quix Streams application of the peer."""
+    from quixstreams import Application, message_context
+
+    settings = dataclasses.replace(base_settings(), postgres_schema=args.schema)
+    app = Application(
+        broker_address=settings.kafka_bootstrap_servers,
+        consumer_group=args.group,
+        auto_offset_reset="earliest",
+        commit_interval=args.commit_interval,
+        loglevel="WARNING",
+        use_changelog_topics=False,
+    )
+    raw = app.topic(args.raw, key_deserializer="bytes", value_deserializer="bytes")
+    status = Path(args.status)
+    first = [True]
+
+    def route(value: bytes, key: Any, timestamp: int, headers: Any) -> dict[str, Any]:
+        ctx = message_context()
+        if first[0]:
+            status.write_text(json.dumps({"first_consumed_at": time.time()}))
+            first[0] = False
+        try:
+            quake = validate_raw(
+                value,
+                max_bytes=settings.max_message_bytes,
+                max_depth=settings.max_json_depth,
+                partition=ctx.partition,
+                offset=ctx.offset,
+            )
+        except InvalidRecord as exc:
+            letter = DeadLetter.build(
+                value, key, args.raw, ctx.partition, ctx.offset, exc
+            )
+            return {"ok": False, "letter": letter}
+        return {"ok": True, "quake": quake, "at": (ctx.partition, ctx.offset)}
+
+    event_sink, dead_sink = _sinks(settings)
+    sdf = app.dataframe(raw).apply(route, metadata=True)
+    valid = sdf.filter(lambda r: r["ok"])
+    invalid = sdf.filter(lambda r: not r["ok"])
+    if args.mode == "direct":
+        valid.apply(lambda r: (r["quake"], *r["at"])).sink(event_sink)
+        invalid.apply(lambda r: r["letter"]).sink(dead_sink)
+        return app
+    clean_out = app.topic(args.clean, key_serializer="bytes", value_serializer="bytes")
+    dead_out = app.topic(
+        args.dead_letter, key_serializer="bytes", value_serializer="bytes"
+    )
+    valid.apply(lambda r: r["quake"].dumps()).to_topic(clean_out)
+    invalid.set_headers(
+        lambda value, key, timestamp, headers: value["letter"].headers()
+    ).apply(lambda r: r["letter"].dumps()).to_topic(dead_out)
+    clean_in = app.topic(
+        args.clean, key_deserializer="bytes", value_deserializer="bytes"
+    )
+    dead_in = app.topic(
+        args.dead_letter, key_deserializer="bytes", value_deserializer="bytes"
+    )
+    app.dataframe(clean_in).sink(event_sink)
+    app.dataframe(dead_in).sink(dead_sink)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw", required=True)
+    parser.add_argument("--clean", required=True)
+    parser.add_argument("--dead-letter", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--schema", required=True)
+    parser.add_argument("--status", required=True)
+    parser.add_argument("--mode", choices=("pipeline", "direct"), default="pipeline")
+    parser.add_argument("--commit-interval", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    build(args).run()
+
+
+if __name__ == "__main__":
+    main()

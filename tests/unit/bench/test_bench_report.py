@@ -1,0 +1,88 @@
+"""The benchmark report: ratios, percentiles, targets and the markdown table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.latency import percentiles
+from bench.report import BEGIN, END, markdown_table, ratio, targets, write_docs
+
+
+def _results(app: float = 30_000.0, p99: float = 0.5, rss: float = 200.0) -> dict:
+    return {
+        "profile": "quick",
+        "started_at": "2024-06-01T00:00:00+00:00",
+        "command": "python -m bench.run --quick",
+        "machine": {"cpu": "x", "cores": 2},
+        "config": {"workers": 1, "latency_rate": 2000, "latency_seconds": 10},
+        "dataset": {"n": 1000, "invalid": 20, "valid_ids": 980},
+        "contenders": {
+            "streamapp": {
+                "events_per_s": app,
+                "seconds": 1.0,
+                "resources": {"peak_rss_mib": rss, "cpu_seconds": 1.5},
+            },
+            "naive": {"events_per_s": 1_000.0, "seconds": 30.0, "resources": {}},
+            "peer": {"events_per_s": 20_000.0, "seconds": 1.5, "resources": {}},
+        },
+        "limits": {
+            "consume_only": {"events_per_s": 100_000.0, "seconds": 0.3},
+            "copy": {"events_per_s": 50_000.0, "seconds": 0.6},
+        },
+        "latency": {
+            "streamapp": {
+                "committed": {"p50": 0.2, "p95": 0.4, "p99": p99, "max": 0.9, "n": 9},
+                "written": {"p99": p99 - 0.01},
+                "resources": {"peak_rss_mib": rss},
+            }
+        },
+    }
+
+
+def test_ratio() -> None:
+    assert ratio(30, 10) == 3.0
+    assert ratio(1, 3) == 0.33
+    assert ratio(None, 1) is None
+    assert ratio(1, 0) is None
+
+
+def test_percentiles_nearest_rank() -> None:
+    values = [float(i) for i in range(1, 101)]
+    p = percentiles(values)
+    assert (p["p50"], p["p95"], p["p99"], p["max"]) == (50.0, 95.0, 99.0, 100.0)
+    assert p["mean"] == 50.5
+    assert p["n"] == 100
+    assert percentiles([]) == {}
+    assert percentiles([0.3])["p99"] == 0.3
+
+
+def test_targets_met_and_missed() -> None:
+    met = {name: ok for name, _, _, ok in targets(_results())}
+    assert all(met.values()), met
+    missed = {
+        name: ok for name, _, _, ok in targets(_results(app=5_000, p99=2.0, rss=400))
+    }
+    assert not any(missed.values()), missed
+
+
+def test_targets_unknown_without_results() -> None:
+    assert all(ok is None for *_, ok in targets({}))
+
+
+def test_markdown_table_has_ratios() -> None:
+    text = markdown_table(_results())
+    assert "| streamapp (Faust worker) | 30,000 |" in text
+    assert "30.00x" in text  # vs naive
+    assert "1.50x" in text  # vs peer
+    assert "30.0 %" in text  # of consume-only
+    assert "| 0.500 |" in text  # p99
+
+
+def test_write_docs_replaces_only_the_generated_block(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\nintro\n\n{BEGIN}\nold\n{END}\n\nafter\n")
+    write_docs(_results(), doc=doc, png=tmp_path / "b.png")
+    text = doc.read_text()
+    assert "intro" in text and "after" in text and "old" not in text
+    assert text.count(BEGIN) == 1
+    assert (tmp_path / "b.png").stat().st_size > 1000
