@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -485,11 +486,19 @@ def kafka_answers(bootstrap: str, timeout: float = 5.0) -> bool:
             None,
         )
 
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    def run() -> bool:
+        try:
+            return asyncio.run(probe())
+        except Exception:  # any failure means "not answering yet"
+            return False
+
     try:
-        return asyncio.run(probe())
-    except Exception:  # any failure means "not answering yet"
-        return False
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    # Called from inside an event loop (e.g. an async test): probe in a thread.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
 
 
 def pid_alive(pid: int, marker: str) -> bool:
@@ -1280,6 +1289,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``streamapp-stack up|down|status|purge [--mode zookeeper|kraft]``."""
     args = build_parser().parse_args(argv)
+    logging.getLogger("aiokafka").setLevel(
+        logging.CRITICAL
+    )  # probes fail while starting
     try:
         stack = Stack(load_settings(), mode=args.mode, timeout=args.timeout)
         if args.command == "up":
