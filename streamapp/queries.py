@@ -120,7 +120,7 @@ def _float(name: str, raw: str, low: float, high: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise BadRequest(f"{name} must be a number, got {_show(raw)}") from None
+        raise BadRequest(f"{name} must be a number") from None
     if not math.isfinite(value) or not low <= value <= high:
         raise BadRequest(f"{name} must be between {low:g} and {high:g}")
     return value
