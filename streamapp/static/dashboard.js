@@ -7,7 +7,7 @@
   var FAST_MS = 2000;         // counters and lag
   var SLOW_EVERY = 2;         // earthquakes and dead letters: every 2nd tick
   var QUAKE_LIMIT = 500;      // events behind the histogram and the map
-  var RECENT_ROWS = 15;
+  var RECENT_ROWS = 12;
   var DEAD_ROWS = 12;
   var SVGNS = "http://www.w3.org/2000/svg";
   var COUNTERS = ["fetched", "valid", "invalid", "upserted", "dead_lettered"];
@@ -201,7 +201,7 @@
       bins[i] += 1;
     });
     var max = Math.max.apply(null, bins.concat([1]));
-    var left = 24, bottom = 180, top = 14, plotW = 370, plotH = bottom - top;
+    var left = 24, bottom = 240, top = 22, plotW = 370, plotH = bottom - top;
     var bw = plotW / bins.length;
     svg("line", { x1: left, y1: bottom, x2: left + plotW, y2: bottom, "class": "axis" }, root);
     bins.forEach(function (count, i) {
@@ -220,8 +220,8 @@
         label.textContent = String(from);
       }
     });
-    var axis = svg("text", { x: left + plotW, y: bottom + 13, "text-anchor": "end" }, root);
-    axis.textContent = "magnitude";
+    var axis = svg("text", { x: left + plotW, y: 10, "text-anchor": "end" }, root);
+    axis.textContent = "events per 0.5 magnitude";
   }
 
   function renderMap(items) {
@@ -273,8 +273,8 @@
       kindTd.appendChild(badge);
       tr.appendChild(kindTd);
       cell(tr, d.error_message || "", "reason", (d.error_message || "") + "\n\n" + (d.payload_preview || ""));
-      cell(tr, d.source_topic + "/" + d.source_partition + "@" + d.source_offset +
-        (d.redriven_at ? " \u00b7 redriven" : ""), "time");
+      cell(tr, "p" + d.source_partition + " @" + d.source_offset +
+        (d.redriven_at ? " \u00b7 redriven" : ""), "time", d.source_topic);
       return tr;
     });
     seenLetters = next;
