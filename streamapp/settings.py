@@ -61,7 +61,9 @@ class Settings:
     kafka_broker_id: int = 1
     kafka_zookeeper_connect: str = "localhost:2181"
     kafka_advertised_listeners: str = "PLAINTEXT://localhost:9092"
-    kafka_listener_security_protocol_map: str = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    kafka_listener_security_protocol_map: str = (
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    )
     kafka_heap_opts: str = "-Xms256m -Xmx512m"
     # --- the local stack (make up): state dir for data, configs, pid files, logs
     stack_dir: str = ".stack"
@@ -85,7 +87,7 @@ class Settings:
     # --- the app
     app_mode: str = "web"
     app_id: str = "streamapp"
-    web_host: str = "0.0.0.0"
+    web_host: str = "0.0.0.0"  # noqa: S104 - containers publish it; read-only views
     web_port: int = 6066
     log_level: str = "info"
     source: str = "usgs"
@@ -112,7 +114,7 @@ class Settings:
     # ------------------------------------------------------------------ derived
     @property
     def sqlalchemy_url(self) -> str:
-        """The SQLAlchemy URL (psycopg2 driver) with the password in it: never log it."""
+        """The SQLAlchemy URL (psycopg2) with the password in it: never log it."""
         url = self.database_url.get_secret_value()
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+psycopg2://" + url.split("://", 1)[1]
@@ -126,7 +128,9 @@ class Settings:
     @property
     def kafka_broker_url(self) -> str:
         """The bootstrap servers in Faust's ``kafka://host:port;host:port`` form."""
-        hosts = [h.strip() for h in self.kafka_bootstrap_servers.split(",") if h.strip()]
+        hosts = [
+            h.strip() for h in self.kafka_bootstrap_servers.split(",") if h.strip()
+        ]
         return ";".join(f"kafka://{h}" for h in hosts)
 
     @property
@@ -199,7 +203,9 @@ def _convert(name: str, raw: str, kind: Any) -> Any:
 
 def _check_choice(env: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{env}={value!r} is not valid; use one of: {', '.join(choices)}")
+        raise ConfigError(
+            f"{env}={value!r} is not valid; use one of: {', '.join(choices)}"
+        )
 
 
 def _check_positive(env: str, value: float, minimum: float = 1) -> None:
@@ -232,7 +238,9 @@ def _validate(s: Settings) -> None:
     _check_choice("KAFKA_MODE", s.kafka_mode, KAFKA_MODES)
     _check_choice("APP_MODE", s.app_mode, APP_MODES)
     _check_choice("SOURCE", s.source, SOURCES)
-    _check_choice("KAFKA_SECURITY_PROTOCOL", s.kafka_security_protocol, SECURITY_PROTOCOLS)
+    _check_choice(
+        "KAFKA_SECURITY_PROTOCOL", s.kafka_security_protocol, SECURITY_PROTOCOLS
+    )
     _check_choice("KAFKA_SASL_MECHANISM", s.kafka_sasl_mechanism, SASL_MECHANISMS)
     servers = [h.strip() for h in s.kafka_bootstrap_servers.split(",")]
     if not servers or any(not _HOSTPORT.match(h) for h in servers):
@@ -269,7 +277,7 @@ def _validate(s: Settings) -> None:
     _check_positive("SOURCE_TIMEOUT_SECONDS", s.source_timeout_seconds, 0.1)
     _check_positive("SOURCE_MAX_BYTES", s.source_max_bytes, 1024)
     _check_positive("MAX_MESSAGE_BYTES", s.max_message_bytes, 1024)
-    _check_positive("MAX_JSON_DEPTH", s.max_json_depth, 2)
+    _check_positive("MAX_JSON_DEPTH", s.max_json_depth, 4)  # an envelope is 4 deep
     if s.source == "replay" and not s.replay_path.is_file():
         raise ConfigError(f"REPLAY_FILE={str(s.replay_path)!r} does not exist")
 
@@ -299,7 +307,9 @@ def load_settings(
         host = merged.get("POSTGRES_HOST") or Settings.postgres_host
         port = merged.get("POSTGRES_PORT") or str(Settings.postgres_port)
         db = quote(merged.get("POSTGRES_DB") or Settings.postgres_db, safe="")
-        kwargs["database_url"] = Secret(f"postgresql://{user}:{password}@{host}:{port}/{db}")
+        kwargs["database_url"] = Secret(
+            f"postgresql://{user}:{password}@{host}:{port}/{db}"
+        )
     settings = Settings(**kwargs)
     _validate(settings)
     return settings
