@@ -9,6 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
+# A non-root user; /app is its working directory (Faust keeps <APP_ID>-data there).
+RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin streamapp \
+    && install -d -o streamapp -g streamapp /app
+
 WORKDIR /build
 
 # 1. Dependencies only, in a layer that is rebuilt only when setup.cfg (or the
@@ -27,16 +31,14 @@ COPY agents/ agents/
 COPY models/ models/
 RUN pip install --no-cache-dir --no-deps . \
     && pip check \
-    && rm -rf /build
+    && rm -rf build ./*.egg-info
 
-# 3. A non-root user; /app is its working directory (Faust keeps <APP_ID>-data here).
-RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin streamapp \
-    && install -d -o streamapp -g streamapp /app
+# 3. Run from /app as the non-root user, with the notebooks Jupyter serves.
 WORKDIR /app
 COPY --chown=streamapp:streamapp notebooks/ notebooks/
 USER 10001:10001
 
-ENV APP_MODE=web
+# APP_MODE (web | jupyter) comes from the environment: docker-compose.yml sets it.
 EXPOSE 6066 8888
 
 # Probes /health (web) or the Jupyter API (jupyter), whichever APP_MODE runs.
