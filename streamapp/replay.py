@@ -364,7 +364,7 @@ def _decode_raw(doc: Any, error: str | None, value: bytes | None) -> dict[str, A
     if isinstance(properties, dict):
         for name, item in properties.items():
             column = f"properties.{name}" if name in _RAW_RESERVED else name
-            row[column] = _scalar(item)
+            row[column] = _scalar(item) if isinstance(item, dict | list) else item
     geometry = feature.get("geometry")
     coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
     if isinstance(coords, list):
@@ -496,11 +496,13 @@ def _frame(rows: list[dict[str, Any]], kind: str) -> pd.DataFrame:
         first = DEAD_LETTER_COLUMNS
     else:
         first = CLEAN_COLUMNS if kind == "clean" else META_COLUMNS
+    known = set(first)
     extra: dict[str, None] = {}
     for row in rows:
-        for column in row:
-            if column not in first:
-                extra.setdefault(column, None)
+        if not known.issuperset(row):
+            for column in row:
+                if column not in known:
+                    extra.setdefault(column, None)
     columns = [*first, *extra]
     if kind == "raw" and "decode_error" in columns:
         # keep the error columns last, after any unexpected property
