@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -20,6 +20,7 @@ from streamapp.stats import PipelineStats, stats
 from streamapp.topics import raw_topic
 
 __all__ = [
+    "FetchState",
     "MemoryVersions",
     "PollResult",
     "Sender",
@@ -27,6 +28,8 @@ __all__ = [
     "VersionStore",
     "dedup_key",
     "fetch_quakes",
+    "fetch_state",
+    "fetch_tick",
     "poll_once",
     "sent_versions",
 ]
@@ -46,9 +49,11 @@ RECORD_OVERHEAD_BYTES = 1024
 # ``use_partitioner=True`` it returns None and ``send_changelog`` uses
 # ``send_soon(..., eager_partitioning=True)``, which hashes the key with the
 # *producer's* metadata; aiokafka's producer only keeps metadata for the topics it
-# has sent to, so the first write of a fresh worker can fail inside
-# ``producer._partition`` (``partitions_for_topic`` is None). And ``send_soon``
-# gives no way to wait for the write. So the timer never uses ``table[key] = ...``:
+# has sent to, so ``producer._partition`` finds no partitions for the changelog
+# (tried on the shared broker: a timer that sends to a topic and then sets a key of
+# such a GlobalTable failed on every tick with TypeError "'NoneType' object is not
+# iterable", and the key was never stored). ``send_soon`` also gives no way to
+# wait for the write. So the timer never uses ``table[key] = ...``:
 # :class:`TableVersions` awaits ``changelog_topic.send(key, value)`` (the producer
 # waits for the topic's metadata and partitions by key) and puts the value in the
 # local store (``table.data``), which is exactly what ``__setitem__`` does minus
@@ -88,7 +93,7 @@ sent_versions = app.GlobalTable(
 class Sender(Protocol):
     """Produces one raw message; awaiting the call returns the delivery future."""
 
-    def __call__(self, key: bytes | None, value: bytes) -> Awaitable[Awaitable[Any]]:
+    def __call__(self, key: bytes | None, value: bytes, /) -> Awaitable[Awaitable[Any]]:
         """Queue ``value`` under ``key``; the result resolves once delivered."""
         ...
 
@@ -323,17 +328,84 @@ def _failed(exc: BaseException) -> asyncio.Future[Any]:
 
 # ---------------------------------------------------------------------- the timer
 @dataclass
-class _FetchState:
+class FetchState:
+    """What the timer keeps between ticks (one per worker process)."""
+
+    interval: float
+    source_name: str
+    source_factory: Callable[[], Source]
+    versions: VersionStore
+    sender: Sender
+    ready: Callable[[], bool] = lambda: True
+    max_value_bytes: int | None = None
     source: Source | None = None
-    versions: TableVersions = field(
-        default_factory=lambda: TableVersions(sent_versions)
-    )
     #: ``time.monotonic()`` before which no poll is made (a long ``Retry-After``).
     not_before: float = 0.0
     waiting_logged: bool = False
 
 
-_state = _FetchState()
+async def fetch_tick(
+    state: FetchState,
+    *,
+    counters: PipelineStats = stats,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> PollResult | None:
+    """One tick of the timer: poll unless the tables are not ready or the server
+    asked for a pause; never raises (but CancelledError). None when it did not poll.
+    """
+    if not state.ready():
+        if not state.waiting_logged:
+            log.info("fetch_quakes: waiting for table recovery before polling")
+            state.waiting_logged = True
+        return None
+    state.waiting_logged = False
+    if monotonic() < state.not_before:
+        return None
+    if state.source is None:
+        state.source = state.source_factory()
+    source = state.source
+    try:
+        result = await poll_once(
+            source,
+            state.sender,
+            state.versions,
+            counters=counters,
+            max_value_bytes=state.max_value_bytes,
+        )
+    except Exception as exc:  # a bug or a Kafka error must not stop the worker
+        counters.incr("fetch_errors")
+        counters.record_fetch(f"error: {type(exc).__name__}: {exc}")
+        log.exception("fetch_quakes: poll of %s failed", source.url)
+        return None
+    if result.ok:
+        state.not_before = 0.0
+        log.info("fetch_quakes: %s from %s", result.summary, result.source_url)
+        return result
+    wait = max(state.interval, result.retry_after or 0.0)
+    if wait > state.interval:  # the server asked for a longer pause than the interval
+        state.not_before = monotonic() + wait
+    _log_failure(result, wait, offline_hint=state.source_name == "usgs")
+    return result
+
+
+def _log_failure(result: PollResult, wait: float, *, offline_hint: bool) -> None:
+    """Log the one line of a failed poll, with the time of the next one."""
+    at = (datetime.now(UTC) + timedelta(seconds=wait)).isoformat(timespec="seconds")
+    error = result.error or "unknown error"
+    if result.failed:
+        log.warning(
+            "fetch_quakes: %s (Kafka); next poll at %s (in %.0fs)", error, at, wait
+        )
+        return
+    if result.source_url not in error:
+        error = f"{result.source_url}: {error}"
+    log.warning(
+        "fetch_quakes: source failed: %s; next poll at %s (in %.0fs)%s",
+        error,
+        at,
+        wait,
+        "; to run offline set SOURCE=replay" if offline_hint else "",
+    )
 
 
 async def _send_raw(key: bytes | None, value: bytes) -> Awaitable[Any]:
@@ -348,69 +420,27 @@ def _tables_ready() -> bool:
     )
 
 
-def _max_value_bytes() -> int:
-    return int(app.conf.producer_max_request_size) - RECORD_OVERHEAD_BYTES
-
-
-def _log_failure(result: PollResult, wait: float) -> None:
-    """Log the one line of a failed poll, with the time of the next one."""
-    at = (datetime.now(UTC) + timedelta(seconds=wait)).isoformat(timespec="seconds")
-    if result.failed:
-        log.warning(
-            "fetch_quakes: %s (Kafka); next poll at %s (in %.0fs)",
-            result.error,
-            at,
-            wait,
-        )
-        return
-    hint = "; to run offline set SOURCE=replay" if settings.source == "usgs" else ""
-    log.warning(
-        "fetch_quakes: source %s failed: %s; next poll at %s (in %.0fs)%s",
-        result.source_url,
-        result.error,
-        at,
-        wait,
-        hint,
-    )
+#: The timer's state in this worker.
+fetch_state = FetchState(
+    interval=settings.fetch_interval_seconds,
+    source_name=settings.source,
+    source_factory=lambda: build_source(settings),
+    versions=TableVersions(sent_versions),
+    sender=_send_raw,
+    ready=_tables_ready,
+    max_value_bytes=int(app.conf.producer_max_request_size) - RECORD_OVERHEAD_BYTES,
+)
 
 
 @app.timer(settings.fetch_interval_seconds, on_leader=True)
 async def fetch_quakes() -> None:
     """Poll the source once (leader only) and send what is new to the raw topic."""
-    if not _tables_ready():
-        if not _state.waiting_logged:
-            log.info("fetch_quakes: waiting for table recovery before polling")
-            _state.waiting_logged = True
-        return
-    _state.waiting_logged = False
-    if time.monotonic() < _state.not_before:
-        return
-    if _state.source is None:
-        _state.source = build_source(settings)
-    source = _state.source
-    try:
-        result = await poll_once(
-            source, _send_raw, _state.versions, max_value_bytes=_max_value_bytes()
-        )
-    except Exception as exc:  # a bug or a Kafka error must not stop the worker
-        stats.incr("fetch_errors")
-        stats.record_fetch(f"error: {type(exc).__name__}: {exc}")
-        log.exception("fetch_quakes: poll of %s failed", source.url)
-        return
-    if result.ok:
-        _state.not_before = 0.0
-        log.info("fetch_quakes: %s from %s", result.summary, result.source_url)
-        return
-    interval = settings.fetch_interval_seconds
-    wait = max(interval, result.retry_after or 0.0)
-    if wait > interval:  # the server asked for a longer pause than the interval
-        _state.not_before = time.monotonic() + wait
-    _log_failure(result, wait)
+    await fetch_tick(fetch_state)
 
 
 @app.on_before_shutdown.connect
 async def _close_source(sender: Any, /, *args: Any, **kwargs: Any) -> None:
     """Close the source's HTTP session when the worker stops."""
-    source, _state.source = _state.source, None
+    source, fetch_state.source = fetch_state.source, None
     if source is not None:
         await source.close()

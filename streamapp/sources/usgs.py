@@ -157,7 +157,8 @@ class UsgsSource:
                         rand=self._rand,
                     )
                     how = "backoff"
-                log.warning(
+                # INFO: the caller logs the failed poll as one WARNING line.
+                log.info(
                     "source attempt %d/%d failed: %s; retrying in %.2fs (%s)",
                     attempt + 1,
                     attempts,

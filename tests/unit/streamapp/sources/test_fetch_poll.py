@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,9 +13,12 @@ from typing import Any
 import pytest
 
 from agents.fetch import (
+    FetchState,
     MemoryVersions,
     TableVersions,
     dedup_key,
+    fetch_state,
+    fetch_tick,
     poll_once,
     sent_versions,
 )
@@ -278,3 +282,85 @@ def test_the_dedup_table_is_global_and_writable_outside_a_stream() -> None:
     assert sent_versions.use_partitioner
     assert sent_versions.partitions == 1
     assert sent_versions.name == "sent-versions"
+
+
+def tick_state(source: FakeSource, **kwargs: Any) -> FetchState:
+    options: dict[str, Any] = {
+        "interval": 60.0,
+        "source_name": "usgs",
+        "source_factory": lambda: source,
+        "versions": MemoryVersions(),
+        "sender": FakeSender(),
+    }
+    options.update(kwargs)
+    return FetchState(**options)
+
+
+async def test_tick_waits_for_table_recovery(counters: PipelineStats) -> None:
+    source = FakeSource([FEATURES])
+    ready = {"ok": False}
+    state = tick_state(source, ready=lambda: ready["ok"])
+    assert await fetch_tick(state, counters=counters) is None
+    assert source.calls == 0 and state.source is None
+    ready["ok"] = True
+    result = await fetch_tick(state, counters=counters)
+    assert result is not None and result.produced == 8
+
+
+async def test_tick_logs_one_line_with_the_next_poll_and_the_hint(
+    counters: PipelineStats, caplog: pytest.LogCaptureFixture
+) -> None:
+    error = SourceUnavailable(f"cannot connect to {URL}: Connection refused")
+    state = tick_state(FakeSource([error, FEATURES]))
+    with caplog.at_level(logging.INFO, logger="agents.fetch"):
+        result = await fetch_tick(state, counters=counters, monotonic=lambda: 0.0)
+    assert result is not None and not result.ok
+    lines = [r for r in caplog.records if r.name == "agents.fetch"]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+    text = lines[0].getMessage()
+    assert text.startswith(f"fetch_quakes: source failed: cannot connect to {URL}")
+    assert "next poll at " in text and "(in 60s)" in text
+    assert text.endswith("to run offline set SOURCE=replay")
+    assert state.not_before == 0.0  # the normal interval applies
+    good = await fetch_tick(state, counters=counters, monotonic=lambda: 0.0)
+    assert good is not None and good.produced == 8
+
+
+async def test_tick_honours_a_long_retry_after(counters: PipelineStats) -> None:
+    error = SourceUnavailable(f"{URL} answered HTTP 429", retry_after=300.0)
+    source = FakeSource([error, FEATURES])
+    state = tick_state(source, source_name="replay")
+    now = {"t": 1000.0}
+    first = await fetch_tick(state, counters=counters, monotonic=lambda: now["t"])
+    assert first is not None and first.retry_after == 300.0
+    assert state.not_before == 1300.0
+    now["t"] = 1060.0
+    assert (
+        await fetch_tick(state, counters=counters, monotonic=lambda: now["t"]) is None
+    )
+    assert source.calls == 1
+    now["t"] = 1300.0
+    later = await fetch_tick(state, counters=counters, monotonic=lambda: now["t"])
+    assert later is not None and later.ok and source.calls == 2
+
+
+async def test_tick_survives_anything_the_poll_raises(
+    counters: PipelineStats, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tick_state(FakeSource([RuntimeError("bug in a source"), FEATURES]))
+    with caplog.at_level(logging.ERROR, logger="agents.fetch"):
+        assert await fetch_tick(state, counters=counters) is None
+    assert "poll of http://feed.test/all_hour.geojson failed" in caplog.text
+    assert counters.snapshot()["fetch_errors"] == 1
+    assert (
+        counters.snapshot()["last_fetch_result"]
+        == "error: RuntimeError: bug in a source"
+    )
+    result = await fetch_tick(state, counters=counters)
+    assert result is not None and result.produced == 8
+
+
+def test_the_worker_state_is_wired_to_the_table_and_the_producer_limit() -> None:
+    assert isinstance(fetch_state.versions, TableVersions)
+    assert fetch_state.versions.table is sent_versions
+    assert fetch_state.max_value_bytes == 1_000_000 - 1024

@@ -105,7 +105,7 @@ async def test_5xx_every_time_gives_up_after_the_attempts(
 ) -> None:
     feed_server.script(status(503))
     source = source_for(feed_server.url(), sleeps, max_retries=3)
-    with caplog.at_level(logging.WARNING), pytest.raises(SourceUnavailable) as info:
+    with caplog.at_level(logging.INFO), pytest.raises(SourceUnavailable) as info:
         await source.fetch()
     await source.close()
     assert feed_server.requests == 4
