@@ -177,14 +177,15 @@ def translate_error(
         return exc
     kind = classify(exc)
     code = sqlstate_of(exc)
-    where = f" at {settings.database_url_redacted}" if settings is not None else ""
-    state = f" [SQLSTATE {code}]" if code else ""
-    message = f"{action} failed{where}{state}: {_describe(exc)}"
+    description = _describe(exc)
+    where = ""
     if settings is not None:
+        where = f" at {settings.database_url_redacted}"
         secret = settings.postgres_password.get_secret_value()
-        if secret and len(secret) >= 3:
-            message = message.replace(secret, "***")
-    error = kind(message)
+        if secret:
+            description = description.replace(secret, "***")
+    state = f" [SQLSTATE {code}]" if code else ""
+    error = kind(f"{action} failed{where}{state}: {description}")
     error.sqlstate = code  # type: ignore[attr-defined]
     return error
 

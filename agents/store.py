@@ -1,0 +1,275 @@
+"""The sink agents: clean topic -> earthquakes, dead-letter topic -> dead_letters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+from faust.streams import Stream
+from faust.types import EventT, StreamT
+
+from models.records import DeadLetter, Quake
+from streamapp.app import app, settings
+from streamapp.db import migrate
+from streamapp.delivery import Outgoing, deliver
+from streamapp.exceptions import InvalidRecord, SinkError, TransientSinkError
+from streamapp.sink import (
+    DeadLetterSink,
+    Item,
+    QuakeSink,
+    Rejected,
+    backoff_delay,
+    dead_letter_row,
+    quake_row,
+)
+from streamapp.stats import stats
+from streamapp.topics import clean_topic, dead_letter_topic
+
+__all__ = [
+    "ensure_schema",
+    "store_dead_letter_batch",
+    "store_dead_letters",
+    "store_quake_batch",
+    "store_quakes",
+]
+
+log = logging.getLogger(__name__)
+
+#: How long the worker keeps retrying a migration that fails transiently (database
+#: starting, unreachable) before it gives up and stops.
+MIGRATE_PATIENCE_SECONDS = 60.0
+
+_schema_lock = asyncio.Lock()
+_schema_state: dict[str, bool] = {"ready": False, "failed": False}
+
+
+async def _migrate_patiently() -> list[str]:
+    deadline = time.monotonic() + MIGRATE_PATIENCE_SECONDS
+    attempt = 0
+    while True:
+        try:
+            return await asyncio.to_thread(migrate, settings)
+        except TransientSinkError as exc:
+            attempt += 1
+            delay = backoff_delay(attempt)
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("database migration: %s; retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+
+
+async def ensure_schema() -> bool:
+    """Apply the migrations once per process, before any agent writes.
+
+    Both sink agents await this first; the advisory lock in ``migrate`` makes it safe
+    across workers. On failure the worker is stopped (one CRITICAL line naming the
+    cause, exit status 1) and ``False`` is returned so the agent just ends.
+    """
+    async with _schema_lock:
+        if _schema_state["ready"]:
+            return True
+        if _schema_state["failed"]:
+            return False
+        try:
+            await _migrate_patiently()
+        except SinkError as exc:
+            _schema_state["failed"] = True
+            log.critical(
+                "streamapp: database migration failed, stopping the worker: %s", exc
+            )
+            await app.crash(exc)
+            return False
+        _schema_state["ready"] = True
+        return True
+
+
+def _as_bytes(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value)
+
+
+def _payload(event: EventT) -> bytes:
+    value = _as_bytes(event.value)
+    if value is None:
+        raise ValueError("the message has no value (a tombstone)")
+    return value
+
+
+def _letter(event: EventT, error: InvalidRecord) -> DeadLetter:
+    message = event.message
+    return DeadLetter.build(
+        _as_bytes(message.value),
+        _as_bytes(message.key),
+        message.topic,
+        message.partition,
+        message.offset,
+        error,
+    )
+
+
+def _outgoing(letter: DeadLetter) -> Outgoing:
+    return Outgoing(
+        dead_letter_topic, letter.key_bytes(), letter.dumps(), headers=letter.headers()
+    )
+
+
+async def store_quake_batch(events: Sequence[EventT], sink: QuakeSink) -> int:
+    """Decode, upsert, dead-letter what cannot be stored, then ack the whole batch.
+
+    Returns how many events were upserted. Events are acked only after the
+    database commit AND the broker's receipt of every dead letter; if anything
+    raises (or the task is cancelled) nothing is acked and Kafka redelivers.
+    """
+    letters: list[DeadLetter] = []
+    for event in events:
+        message = event.message
+        try:
+            quake = Quake.loads(_payload(event))
+            row = quake_row(quake, partition=message.partition, offset=message.offset)
+        except Exception as exc:  # any decode failure: dead-letter, never drop
+            letters.append(
+                _letter(
+                    event,
+                    InvalidRecord(
+                        "schema",
+                        f"clean-topic message does not decode as Quake: "
+                        f"{type(exc).__name__}: {exc}",
+                        {"stage": "sink", "exception": type(exc).__name__},
+                    ),
+                )
+            )
+            continue
+        sink.add(Item(row, ref=event))
+    rejected: list[Rejected] = await sink.flush()
+    for refused in rejected:
+        letters.append(
+            _letter(
+                refused.item.ref,
+                InvalidRecord(
+                    "sink_rejected",
+                    refused.error,
+                    {
+                        "stage": "sink",
+                        "table": "earthquakes",
+                        "sqlstate": refused.sqlstate,
+                    },
+                ),
+            )
+        )
+    if letters:
+        # Kafka must hold every dead letter before the batch is acked.
+        await deliver([_outgoing(letter) for letter in letters])
+    for event in events:
+        event.ack()
+    stored = len(events) - len(letters)
+    stats.incr("upserted", stored)
+    if letters:
+        stats.incr("sink_rejected", len(letters))
+    return stored
+
+
+async def store_dead_letter_batch(
+    events: Sequence[EventT], sink: DeadLetterSink
+) -> int:
+    """Persist a batch of dead letters (idempotently), then ack it; returns the count.
+
+    A dead-letter message that does not decode is stored too, as a dead letter of
+    the dead-letter topic itself. A row the database still refuses is stored in a
+    minimal form (bytes, kind, the database's reason) instead.
+    """
+    for event in events:
+        message = event.message
+        try:
+            letter = DeadLetter.loads(_payload(event))
+            row = dead_letter_row(
+                letter,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+        except Exception as exc:  # undecodable: keep its bytes, never drop
+            letter = _letter(
+                event,
+                InvalidRecord(
+                    "schema",
+                    f"dead-letter topic message does not decode as DeadLetter: "
+                    f"{type(exc).__name__}: {exc}",
+                    {"stage": "dead_letter_sink", "exception": type(exc).__name__},
+                ),
+            )
+            row = dead_letter_row(
+                letter,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+        sink.add(Item(row, ref=event))
+    rejected = await sink.flush()
+    lost = 0
+    if rejected:
+        for refused in rejected:
+            sink.add(DeadLetterSink.fallback(refused))
+        for refused in await sink.flush():
+            lost += 1
+            coords = refused.item.row
+            log.error(
+                "dead letter %s/%s/%s cannot be stored (%s); it stays in the topic",
+                coords.get("source_topic"),
+                coords.get("source_partition"),
+                coords.get("source_offset"),
+                refused.error,
+            )
+    for event in events:
+        event.ack()
+    stored = len(events) - lost
+    stats.incr("dead_lettered", stored)
+    if lost:
+        stats.incr("sink_rejected", lost)
+    return stored
+
+
+def _batches(stream: StreamT[Any]) -> Any:
+    """``noack_take`` batches of Event objects (see the note below)."""
+    # ``StreamT`` (the type agents receive) does not declare ``noack_take``; the
+    # concrete ``faust.Stream`` does.
+    return cast(Stream[Any], stream).noack_take(
+        settings.sink_batch_size, within=settings.sink_batch_seconds
+    )
+
+
+# faust-streaming 0.15.3: ``Stream.noack_take(n, within)`` buffers ``current_event``
+# (the Event, not its value: "We want to save events instead of values to allow for
+# manual ack") and never acks; each yielded list therefore holds the Event objects,
+# and we ``event.ack()`` them ourselves after the commit. ``take()`` and
+# ``take_events()`` ack the whole buffer in a ``finally`` -- even when the body
+# raised -- so a failed write would be committed in Kafka and lost.
+@app.agent(clean_topic, name="store_quakes")
+async def store_quakes(stream: StreamT[Any]) -> None:
+    """Upsert clean events into ``earthquakes`` in batches; ack after the commit."""
+    if not await ensure_schema():
+        return
+    sink = QuakeSink(settings)
+    try:
+        async for events in _batches(stream):
+            await store_quake_batch(events, sink)
+    finally:
+        sink.close()
+
+
+@app.agent(dead_letter_topic, name="store_dead_letters")
+async def store_dead_letters(stream: StreamT[Any]) -> None:
+    """Persist dead letters into ``dead_letters`` in batches; ack after the commit."""
+    if not await ensure_schema():
+        return
+    sink = DeadLetterSink(settings)
+    try:
+        async for events in _batches(stream):
+            await store_dead_letter_batch(events, sink)
+    finally:
+        sink.close()
