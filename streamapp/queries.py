@@ -330,13 +330,26 @@ class Page:
 
     items: list[dict[str, Any]] = field(default_factory=list)
     next_cursor: str | None = None
+    #: The items as JSON texts built by PostgreSQL (then ``items`` is unused).
+    docs: list[str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "items": self.items,
-            "count": len(self.items),
-            "next_cursor": self.next_cursor,
-        }
+        items = (
+            [json.loads(d) for d in self.docs] if self.docs is not None else self.items
+        )
+        return {"items": items, "count": len(items), "next_cursor": self.next_cursor}
+
+    def to_json(self) -> str:
+        """The page as a JSON text, without decoding pre-built items."""
+        if self.docs is None:
+            return json.dumps(self.as_dict(), separators=(",", ":"))
+        return (
+            '{"items":['
+            + ",".join(self.docs)
+            + f'],"count":{len(self.docs)},"next_cursor":'
+            + json.dumps(self.next_cursor)
+            + "}"
+        )
 
 
 def jsonable(value: Any) -> Any:
@@ -354,8 +367,27 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def _quake(row: RowMapping) -> dict[str, Any]:
-    return {name: jsonable(row[name]) for name in QUAKE_COLUMNS}
+QUAKE_TIME_COLUMNS = frozenset({"time", "updated", "fetched_at", "ingested_at"})
+
+
+def _quake_json() -> str:
+    """SQL building one earthquake as a JSON text (UTC ISO-8601 times, ms, Z).
+
+    PostgreSQL encodes the rows: far cheaper than converting 26 values per row in
+    Python while the event loop waits for the GIL.
+    """
+    fields = []
+    for name in QUAKE_COLUMNS:
+        value = (
+            f"to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+            if name in QUAKE_TIME_COLUMNS
+            else name
+        )
+        fields.append(f"'{name}', {value}")
+    return f"json_build_object({', '.join(fields)})::text"
+
+
+QUAKE_JSON = _quake_json()
 
 
 def list_earthquakes(conn: Connection, schema: str, q: QuakeQuery) -> Page:
@@ -388,28 +420,26 @@ def list_earthquakes(conn: Connection, schema: str, q: QuakeQuery) -> Page:
         where.append("(time, id) < (:after_time, :after_id)")
         params["after_time"], params["after_id"] = q.after
     sql = (
-        f"SELECT {', '.join(QUAKE_COLUMNS)} FROM {qualified(schema, 'earthquakes')}"
+        f"SELECT time, id, {QUAKE_JSON} AS doc FROM {qualified(schema, 'earthquakes')}"
         + (f" WHERE {' AND '.join(where)}" if where else "")
         + " ORDER BY time DESC, id DESC LIMIT :limit"
     )
     rows = conn.execute(text(sql), params).mappings().all()
-    page = Page(items=[_quake(r) for r in rows[: q.limit]])
+    page = Page(docs=[str(r["doc"]) for r in rows[: q.limit]])
     if len(rows) > q.limit:
         last = rows[q.limit - 1]
         page.next_cursor = _encode_cursor([jsonable(last["time"]), last["id"]])
     return page
 
 
-def get_earthquake(
-    conn: Connection, schema: str, event_id: str
-) -> dict[str, Any] | None:
-    """One earthquake by id, or None."""
+def get_earthquake(conn: Connection, schema: str, event_id: str) -> str | None:
+    """One earthquake by id as a JSON text, or None."""
     sql = (
-        f"SELECT {', '.join(QUAKE_COLUMNS)} FROM {qualified(schema, 'earthquakes')}"
+        f"SELECT {QUAKE_JSON} AS doc FROM {qualified(schema, 'earthquakes')}"
         " WHERE id = :id"
     )
     row = conn.execute(text(sql), {"id": event_id}).mappings().first()
-    return _quake(row) if row is not None else None
+    return str(row["doc"]) if row is not None else None
 
 
 DEAD_LETTER_COLUMNS = (

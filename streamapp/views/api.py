@@ -61,6 +61,15 @@ def _error(view: View, status: int, message: str, **extra: Any) -> Response:
     return view.json({"error": message, "status": status, **extra}, status=status)
 
 
+def _json_text(view: View, text: str, status: int = 200) -> Response:
+    """A response of JSON already encoded (by PostgreSQL or Page.to_json)."""
+    return view.bytes(
+        text.encode("utf-8"),
+        status=status,
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+
+
 def json_errors(handler: Handler) -> Handler:
     """Turn every failure of a handler into a JSON error: 400 for bad parameters,
     503 when PostgreSQL is unreachable, 500 otherwise; never a stack trace."""
@@ -108,7 +117,7 @@ class EarthquakeListView(View):
     async def get(self, request: Request) -> Response:
         query: QuakeQuery = parse_quake_query(request.query)
         page = await asyncio.to_thread(_read, list_earthquakes, query)
-        return self.json(page.as_dict())
+        return _json_text(self, page.to_json())
 
 
 @app.page("/api/earthquakes/{event_id}")
@@ -118,10 +127,10 @@ class EarthquakeView(View):
     @json_errors
     async def get(self, request: Request, event_id: str) -> Response:
         event = parse_event_id(event_id)
-        row = await asyncio.to_thread(_read, get_earthquake, event)
-        if row is None:
+        doc = await asyncio.to_thread(_read, get_earthquake, event)
+        if doc is None:
             return _error(self, 404, f"no earthquake with id {event!r}")
-        return self.json(row)
+        return _json_text(self, doc)
 
 
 @app.page("/api/dead-letters")

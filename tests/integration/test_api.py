@@ -222,7 +222,7 @@ async def test_filters_match_the_data(client: Client, query: str, keep: Any) -> 
 async def test_one_earthquake_and_404(client: Client) -> None:
     row = await get_json(client, "/api/earthquakes/tq011")
     assert row["id"] == "tq011" and row["place"] == QUAKES[11]["place"]
-    assert row["time"] == "2014-04-14T00:35:00Z"
+    assert row["time"] == "2014-04-14T00:35:00.000Z"
     body = await get_json(client, "/api/earthquakes/us99999999", 404)
     assert "us99999999" in body["error"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,12 +64,9 @@ class FakeConnection:
 
 
 def quake_row(i: int, time: datetime) -> dict[str, Any]:
-    from streamapp.queries import QUAKE_COLUMNS
-
-    row: dict[str, Any] = dict.fromkeys(QUAKE_COLUMNS)
-    row.update(id=f"ev{i:04d}", time=time, updated=time, magnitude=1.5, depth=10.0)
-    row.update(longitude=-150.0, latitude=61.0, kafka_partition=0, kafka_offset=i)
-    return row
+    """A row as the list query returns it: sort key plus the JSON built by SQL."""
+    doc = {"id": f"ev{i:04d}", "time": jsonable(time), "magnitude": 1.5}
+    return {"time": time, "id": f"ev{i:04d}", "doc": json.dumps(doc)}
 
 
 # ------------------------------------------------------------------ parsing
@@ -238,11 +236,14 @@ def test_list_earthquakes_sql_and_next_cursor() -> None:
     page = list_earthquakes(conn, "myschema", q)
     sql, params = conn.statements[0]
     assert 'FROM "myschema"."earthquakes"' in sql
+    assert "json_build_object('id', id, 'time', to_char(time AT TIME ZONE 'UTC'" in sql
     assert "ORDER BY time DESC, id DESC" in sql
     assert "(longitude >= :min_lon OR longitude <= :max_lon)" in sql
     assert params["min_mag"] == 1 and params["limit"] == 3
-    assert [item["id"] for item in page.items] == ["ev0000", "ev0001"]
-    assert page.items[0]["time"] == "2014-04-14T12:59:00Z"
+    items = page.as_dict()["items"]
+    assert [item["id"] for item in items] == ["ev0000", "ev0001"]
+    assert items[0]["time"] == "2014-04-14T12:59:00Z"
+    assert json.loads(page.to_json()) == page.as_dict()
     assert page.next_cursor is not None
     follow = parse_quake_query({"cursor": page.next_cursor})
     assert follow.after == (t0.replace(minute=58), "ev0001")
@@ -283,6 +284,7 @@ def test_list_dead_letters() -> None:
     }
     conn = FakeConnection([row, {**row, "id": 6}])
     page = list_dead_letters(conn, "s1", DeadLetterQuery(kind="not_json", limit=1))
+    assert json.loads(page.to_json())["items"][0]["id"] == 7
     sql, params = conn.statements[0]
     assert 'FROM "s1"."dead_letters"' in sql and "error_kind = :kind" in sql
     assert params["kind"] == "not_json"

@@ -95,7 +95,7 @@ async def test_malformed_event_id_is_400(client: Client, db: dict[str, Any]) -> 
 
 
 async def test_earthquake_found(client: Client, db: dict[str, Any]) -> None:
-    db["answer"] = {"id": "ak1", "place": "Alaska"}
+    db["answer"] = json.dumps({"id": "ak1", "place": "Alaska"})
     resp = await client.get("/api/earthquakes/ak1")
     assert resp.status == 200 and (await resp.json())["place"] == "Alaska"
 
