@@ -1,1 +1,1 @@
-"""Faust agents of streamapp: fetch, validate, store (discovered by ``streamapp.app``)."""
+"""Faust agents of streamapp: fetch, validate, store (autodiscovered by the app)."""

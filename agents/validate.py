@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
+from faust import Stream
 from faust.types import EventT, StreamT
 
 from models.records import DeadLetter
@@ -87,7 +88,11 @@ async def forward(events: Sequence[EventT]) -> tuple[int, int]:
 @app.agent(raw_topic, name="validate_quakes")
 async def validate_quakes(stream: StreamT[Any]) -> None:
     """Validate every raw message; fan out to the clean and dead-letter topics."""
-    async for events in stream.noack_take(VALIDATE_BATCH, within=VALIDATE_WITHIN):
+    # noack_take yields the Event objects and leaves acking to us (StreamT lacks it).
+    batches = cast(Stream[Any], stream).noack_take(
+        VALIDATE_BATCH, within=VALIDATE_WITHIN
+    )
+    async for events in batches:
         await forward(events)
 
 

@@ -1,4 +1,4 @@
-"""streamapp: fetch a data source on a timer, stream it through Kafka, keep it in PostgreSQL."""
+"""streamapp: fetch a source on a timer, stream it through Kafka into PostgreSQL."""
 
 from __future__ import annotations
 

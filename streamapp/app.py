@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 
 import faust
 
@@ -35,6 +37,9 @@ app = faust.App(
     autodiscover=AUTODISCOVER,
     origin="streamapp",
     store="memory://",
+    # Tables live in memory and recover from their changelog topics; Faust still
+    # wants a data directory, kept out of the working tree.
+    datadir=str(Path(tempfile.gettempdir()) / "streamapp-faust" / settings.app_id),
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=settings.topic_replication_factor,
     topic_allow_declare=True,

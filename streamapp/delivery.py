@@ -51,7 +51,7 @@ async def deliver(
                 fut = await msg.topic.send(
                     key=msg.key, value=msg.value, headers=msg.headers or None
                 )
-            except Exception as exc:  # noqa: BLE001 - any producer error is retried
+            except Exception as exc:  # any producer error is retried
                 fut = _failed(exc)
             futures.append(fut)
         results = await asyncio.gather(*futures, return_exceptions=True)

@@ -30,11 +30,11 @@ class SourceUnavailable(SourceError):
 
 
 class SourceResponseError(SourceError):
-    """The source answered, but with a body we cannot use (not JSON, truncated, too big)."""
+    """The source answered with a body we cannot use (not JSON, truncated, too big)."""
 
 
 class InvalidRecord(StreamappError):
-    """A raw message failed validation; ``kind`` is machine readable, ``detail`` per field."""
+    """A raw message failed validation: ``kind`` for machines, ``detail`` per field."""
 
     def __init__(self, kind: str, message: str, detail: Any | None = None) -> None:
         super().__init__(f"{kind}: {message}")

@@ -1,4 +1,4 @@
-"""Kafka client options derived from the settings, shared by Faust and plain aiokafka."""
+"""Kafka client options from the settings, shared by Faust and plain aiokafka."""
 
 from __future__ import annotations
 

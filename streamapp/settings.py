@@ -85,7 +85,7 @@ class Settings:
     postgres_schema: str = "public"
     database_url: Secret = field(default_factory=lambda: Secret(""))
     # --- the app
-    app_mode: str = "web"
+    app_mode: str = ""  # the container entrypoint requires web or jupyter
     app_id: str = "streamapp"
     web_host: str = "0.0.0.0"  # noqa: S104 - containers publish it; read-only views
     web_port: int = 6066
@@ -236,7 +236,8 @@ def _check_database_url(url: str) -> None:
 
 def _validate(s: Settings) -> None:
     _check_choice("KAFKA_MODE", s.kafka_mode, KAFKA_MODES)
-    _check_choice("APP_MODE", s.app_mode, APP_MODES)
+    if s.app_mode:
+        _check_choice("APP_MODE", s.app_mode, APP_MODES)
     _check_choice("SOURCE", s.source, SOURCES)
     _check_choice(
         "KAFKA_SECURITY_PROTOCOL", s.kafka_security_protocol, SECURITY_PROTOCOLS

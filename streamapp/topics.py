@@ -1,4 +1,4 @@
-"""The Kafka topics of the pipeline, declared once (names and partitions from settings)."""
+"""The Kafka topics of the pipeline, declared once (names from the settings)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/health`` (Kafka and PostgreSQL reachable) and ``/api/stats`` (pipeline counters)."""
+"""``/health`` (Kafka and PostgreSQL reachable) and ``/api/stats`` (the counters)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ from streamapp.settings import Secret, Settings, load_settings
 
 
 def make_settings(**overrides: Any) -> Settings:
-    return dataclasses.replace(load_settings(environ={}, env_file=None), **overrides)
+    base = load_settings(environ={"APP_MODE": "web"}, env_file=None)
+    return dataclasses.replace(base, **overrides)
 
 
 @pytest.fixture
@@ -247,6 +248,7 @@ def test_jupyter_waits_then_execs_without_migrating_and_exports_the_token(
 def test_unanswered_dependency_exits_1_with_the_message(
     env: pytest.MonkeyPatch, recorder: Recorder, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    env.setenv("APP_MODE", "web")
     recorder.wait_result = "gave up after 60s: Kafka at kafka:29092 did not answer"
     assert entrypoint.main([]) == 1
     assert [name for name, _ in recorder.calls] == ["wait"]
@@ -256,6 +258,7 @@ def test_unanswered_dependency_exits_1_with_the_message(
 def test_failed_migration_exits_1_and_never_execs(
     env: pytest.MonkeyPatch, recorder: Recorder, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    env.setenv("APP_MODE", "web")
     recorder.migrate_error = PermanentSinkError("migration 0001 was changed")
     assert entrypoint.main([]) == 1
     assert [name for name, _ in recorder.calls] == ["wait", "migrate"]
