@@ -126,7 +126,11 @@
       var tr = document.createElement("tr");
       cell(tr, topic);
       cell(tr, fmtInt(t.lag), "num");
-      cell(tr, t.partitions.map(function (p) { return p.partition + ":" + p.lag; }).join("  "));
+      cell(tr, t.partitions.map(function (p) { return p.partition + ":" + p.lag; }).join(" "), "parts",
+        t.partitions.map(function (p) {
+          return "partition " + p.partition + ": end " + p.end_offset + ", committed " +
+            (p.committed_offset === null ? "none" : p.committed_offset) + ", lag " + p.lag;
+        }).join("\n"));
       rows.push(tr);
     });
     replaceRows(tbody, rows);
