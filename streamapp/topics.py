@@ -8,6 +8,9 @@ __all__ = ["clean_topic", "dead_letter_topic", "raw_topic"]
 
 # Every topic uses the raw codec: Faust drops undecodable messages silently, so the
 # agents receive bytes and decode them themselves (bad bytes become dead letters).
+# ``internal=True`` makes the worker create them (with ``partitions``) when it
+# subscribes, before the first fetch; Faust leaves external topics to auto-creation
+# with the broker's default partition count, or waits for them forever.
 
 #: Raw features as fetched (an envelope of the feature and fetch metadata), keyed by id.
 raw_topic = app.topic(
@@ -15,6 +18,7 @@ raw_topic = app.topic(
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.topic_partitions,
+    internal=True,
 )
 
 #: Validated events (``models.records.Quake`` JSON), keyed by event id.
@@ -23,6 +27,7 @@ clean_topic = app.topic(
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.topic_partitions,
+    internal=True,
 )
 
 #: Rejected messages (``models.records.DeadLetter`` JSON) with the original bytes.
@@ -31,4 +36,5 @@ dead_letter_topic = app.topic(
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.topic_partitions,
+    internal=True,
 )

@@ -46,7 +46,7 @@ class FeedServer:
         feed = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - stdlib API
+            def do_GET(self) -> None:
                 feed.requests += 1
                 self.send_response(feed.status)
                 self.send_header("Content-Type", "application/geo+json")
@@ -89,8 +89,16 @@ class Worker:
     def start(self) -> Worker:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(FAUST), "-A", "streamapp", "worker", "-l", "info",
-             "--web-port", str(self.web_port)],
+            [
+                str(FAUST),
+                "-A",
+                "streamapp",
+                "worker",
+                "-l",
+                "info",
+                "--web-port",
+                str(self.web_port),
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -103,7 +111,7 @@ class Worker:
     def get(self, path: str, timeout: float = 10.0) -> tuple[int, Any]:
         url = f"http://127.0.0.1:{self.web_port}{path}"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
