@@ -76,4 +76,4 @@ clean: ## stop the stack and delete its state (.stack) and the caches
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## clean, and delete .venv and the jars too
-	rm -rf $(VENV) stack/lib
+	rm -rf $(VENV) stack/lib *.egg-info
