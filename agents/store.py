@@ -76,14 +76,20 @@ async def ensure_schema() -> bool:
         try:
             await _migrate_patiently()
         except SinkError as exc:
-            _schema_state["failed"] = True
-            log.critical(
-                "streamapp: database migration failed, stopping the worker: %s", exc
-            )
-            await app.crash(exc)
-            return False
-        _schema_state["ready"] = True
-        return True
+            failure: str | None = str(exc)
+        else:
+            failure = None
+        if failure is None:
+            _schema_state["ready"] = True
+            return True
+        _schema_state["failed"] = True
+        log.critical(
+            "streamapp: database migration failed, stopping the worker: %s", failure
+        )
+        # Crash outside the ``except`` block with a fresh exception, so Faust's own
+        # crash report does not repeat the whole traceback.
+        await app.crash(SinkError(f"database migration failed: {failure}"))
+        return False
 
 
 def _as_bytes(value: Any) -> bytes | None:

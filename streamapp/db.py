@@ -186,7 +186,10 @@ def translate_error(
             description = description.replace(secret, "***")
     state = f" [SQLSTATE {code}]" if code else ""
     error = kind(f"{action} failed{where}{state}: {description}")
+    # For callers that store the reason with the data (dead letters): the database's
+    # own words, without the URL.
     error.sqlstate = code  # type: ignore[attr-defined]
+    error.reason = description  # type: ignore[attr-defined]
     return error
 
 
@@ -400,7 +403,8 @@ def migrate(settings: Settings, *, engine: Engine | None = None) -> list[str]:
                 if checksum != migration.checksum:
                     raise PermanentSinkError(
                         f"migration {migration.name} was changed after it was applied "
-                        f"(as {name}); add a new migration file instead"
+                        f"(recorded as {name} with another checksum); "
+                        "add a new migration file instead"
                     )
                 continue
             cur.execute(migration.sql)

@@ -241,8 +241,9 @@ class Sink(ABC):
         except PermanentSinkError as exc:
             if len(items) == 1:
                 sqlstate = getattr(exc, "sqlstate", None)
+                reason = getattr(exc, "reason", None) or str(exc)
                 log.warning("%s: row rejected by the database: %s", self.name, exc)
-                return [Rejected(items[0], str(exc), sqlstate)]
+                return [Rejected(items[0], reason, sqlstate)]
             middle = len(items) // 2
             left = await self._write_isolating(items[:middle])
             right = await self._write_isolating(items[middle:])

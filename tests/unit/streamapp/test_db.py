@@ -74,6 +74,7 @@ def test_error_translation_table(
     assert type(translated) is expected
     assert f"SQLSTATE {code}" in str(translated)
     assert translated.sqlstate == code  # type: ignore[attr-defined]
+    assert translated.reason == "boom"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
