@@ -6,10 +6,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import faust
-
 from streamapp.exceptions import ConfigError
-from streamapp.kafka import faust_credentials
+from streamapp.kafka import StreamApp, faust_credentials
 from streamapp.settings import Settings, load_settings
 
 __all__ = ["app", "settings"]
@@ -30,7 +28,7 @@ def _load() -> Settings:
 
 settings: Settings = _load()
 
-app = faust.App(
+app = StreamApp(
     settings.app_id,
     broker=settings.kafka_broker_url,
     broker_credentials=faust_credentials(settings),
@@ -52,6 +50,10 @@ app = faust.App(
     producer_max_batch_size=256 * 1024,
     stream_wait_empty=False,
     broker_commit_every=1000,
+    # A killed worker's partitions move to the others after this many seconds
+    # (Faust's default is 60 s); heartbeats go every 3 s from their own task.
+    broker_session_timeout=15.0,
+    broker_heartbeat_interval=3.0,
     broker_commit_interval=1.0,
     table_cleanup_interval=60.0,
 )

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TransportT
 
 from streamapp.settings import Settings
 
-__all__ = ["aiokafka_kwargs", "faust_credentials", "ssl_context"]
+__all__ = [
+    "DurableProducer",
+    "DurableTransport",
+    "StreamApp",
+    "aiokafka_kwargs",
+    "faust_credentials",
+    "ssl_context",
+]
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -54,3 +64,29 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
         kwargs["sasl_plain_username"] = settings.kafka_sasl_username
         kwargs["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
     return kwargs
+
+
+class DurableProducer(aiokafka_driver.Producer):
+    """Faust's aiokafka producer with ``acks=all`` and idempotence on every send.
+
+    Faust enables idempotence only inside transactions (exactly-once mode); a
+    retried batch could then be written twice. Here the broker deduplicates
+    retries per producer id and sequence number, and all in-sync replicas must
+    have a record before its delivery future resolves.
+    """
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+class DurableTransport(aiokafka_driver.Transport):
+    """The aiokafka transport, producing with :class:`DurableProducer`."""
+
+    Producer = DurableProducer
+
+
+class StreamApp(faust.App):
+    """``faust.App`` whose producer is durable (see :class:`DurableProducer`)."""
+
+    def _new_transport(self) -> TransportT:
+        return DurableTransport(self.conf.broker_consumer, self)

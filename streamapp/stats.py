@@ -15,6 +15,7 @@ __all__ = ["COUNTERS", "PipelineStats", "stats"]
 COUNTERS: dict[str, str] = {
     "fetched": "features received from the source",
     "fetch_errors": "polls of the source that failed",
+    "fetch_retries": "source requests retried within a poll (backoff or Retry-After)",
     "produced": "messages produced to the raw topic",
     "skipped_unchanged": "features not re-sent because their `updated` did not grow",
     "valid": "raw messages that validated and went to the clean topic",

@@ -21,6 +21,7 @@ from streamapp.sources.base import (
     redact_source_url,
     utcnow,
 )
+from streamapp.stats import stats
 
 if TYPE_CHECKING:
     from streamapp.settings import Settings
@@ -166,6 +167,7 @@ class UsgsSource:
                     delay,
                     how,
                 )
+                stats.incr("fetch_retries")
                 await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
