@@ -14,6 +14,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from nbclient import NotebookClient
 from psycopg2 import sql
 
@@ -82,6 +83,23 @@ def produce_raw(settings: Settings, messages: list[tuple[bytes | None, bytes]]) 
                 await (await producer.send(settings.topic_raw, value, key=key))
         finally:
             await producer.stop()
+
+    asyncio.run(run())
+
+
+def delete_app_topics(settings: Settings) -> None:
+    """Delete the worker's own topics (changelogs, leader topic): ``<APP_ID>-...``."""
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
+        await admin.start()
+        try:
+            prefix = f"{settings.app_id}-"
+            names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+            if names:
+                await admin.delete_topics(names)
+        finally:
+            await admin.close()
 
     asyncio.run(run())
 
@@ -170,8 +188,10 @@ def test_notebook_reconciles_a_seeded_stack(
         # The worker keeps running: the notebook must cope with a live pipeline.
         nb = execute_notebook(env, tmp_path / "eda.executed.ipynb")
         worker.assert_alive()
+        worker.stop()
     finally:
         drop_schema(settings)
+        delete_app_topics(settings)
 
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code)
