@@ -24,6 +24,7 @@ from streamapp.sink import (
     backoff_delay,
     dead_letter_row,
     quake_row,
+    quake_row_from_json,
 )
 from streamapp.stats import stats
 from streamapp.topics import clean_topic, dead_letter_topic
@@ -136,8 +137,18 @@ async def store_quake_batch(events: Sequence[EventT], sink: QuakeSink) -> int:
     for event in events:
         message = event.message
         try:
-            quake = Quake.loads(_payload(event))
-            row = quake_row(quake, partition=message.partition, offset=message.offset)
+            value = _payload(event)
+            # Fast path: the JSON straight to a row; anything unusual is decoded by
+            # Quake.loads, the authority (which coerces it, or raises: dead letter).
+            row = quake_row_from_json(
+                value, partition=message.partition, offset=message.offset
+            )
+            if row is None:
+                row = quake_row(
+                    Quake.loads(value),
+                    partition=message.partition,
+                    offset=message.offset,
+                )
         except Exception as exc:  # any decode failure: dead-letter, never drop
             letters.append(
                 _letter(

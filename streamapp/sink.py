@@ -37,6 +37,7 @@ __all__ = [
     "dead_letter_row",
     "dedupe_latest",
     "quake_row",
+    "quake_row_from_json",
 ]
 
 log = logging.getLogger(__name__)
@@ -263,6 +264,47 @@ def quake_row(quake: Any, *, partition: int, offset: int) -> dict[str, Any]:
     return row
 
 
+#: Columns a Quake's JSON carries (everything but the lineage set by the sink).
+_QUAKE_JSON_FIELDS = QUAKE_COLUMNS[:-2]
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def quake_row_from_json(
+    data: bytes, *, partition: int, offset: int
+) -> dict[str, Any] | None:
+    """The ``earthquakes`` row of a clean-topic value, straight from its JSON.
+
+    The fast path of the sink (``json.loads`` is ~20x cheaper than building a
+    ``Quake`` record): a value produced by ``Quake.dumps()`` maps field by field to
+    the columns, timestamps stay ISO-8601 text that PostgreSQL parses exactly as
+    it would the datetimes. Returns ``None`` when the value does not have Quake's
+    shape (not a JSON object, a required field missing or mistyped, a nested
+    value): the caller then decodes it with ``Quake.loads``, the authority, which
+    either coerces it or fails (a dead letter).
+    """
+    try:
+        obj = json.loads(data)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return None
+    if not isinstance(obj, dict):
+        return None
+    for name in ("id", "time", "updated"):
+        text = obj.get(name)
+        if not isinstance(text, str) or not text:
+            return None
+    for name in ("longitude", "latitude", "depth"):
+        number = obj.get(name)
+        if not isinstance(number, int | float) or isinstance(number, bool):
+            return None
+    row = {name: obj.get(name) for name in _QUAKE_JSON_FIELDS}
+    for value in row.values():
+        if not isinstance(value, _SCALARS):
+            return None
+    row["kafka_partition"] = partition
+    row["kafka_offset"] = offset
+    return row
+
+
 def _instant(value: Any) -> float:
     """A comparable number for an ``updated`` value (datetime, ISO text or epoch)."""
     if isinstance(value, datetime):
@@ -277,6 +319,10 @@ def _instant(value: Any) -> float:
     return -math.inf
 
 
+def _rank(row: Mapping[str, Any]) -> tuple[float, int]:
+    return (_instant(row.get("updated")), int(row.get("kafka_offset") or 0))
+
+
 def dedupe_latest(items: Iterable[Item]) -> list[Item]:
     """One item per ``id``: the largest ``updated`` wins, then the later Kafka
     offset. Sorted by id, so concurrent writers lock rows in the same order.
@@ -284,15 +330,17 @@ def dedupe_latest(items: Iterable[Item]) -> list[Item]:
     A multi-row ``ON CONFLICT DO UPDATE`` must not touch one row twice ("command
     cannot affect row a second time"), so a batch must never repeat an id.
     """
-    best: dict[Any, tuple[tuple[float, int], Item]] = {}
+    best: dict[Any, Item] = {}
     for item in items:
-        row = item.row
-        rank = (_instant(row.get("updated")), int(row.get("kafka_offset") or 0))
-        key = row.get("id")
+        key = item.row.get("id")
         seen = best.get(key)
-        if seen is None or rank >= seen[0]:
-            best[key] = (rank, item)
-    return [best[k][1] for k in sorted(best, key=lambda k: (k is None, str(k)))]
+        if seen is None or _rank(item.row) >= _rank(seen.row):
+            best[key] = item
+    try:
+        order = sorted(best)
+    except TypeError:  # ids of mixed types: the database will judge them
+        order = sorted(best, key=lambda k: (k is None, str(k)))
+    return [best[k] for k in order]
 
 
 def _quake_values(row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -304,27 +352,55 @@ def _quake_values(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(values)
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_str(text: str) -> str:
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_COPY_ESCAPES)
+    return text
+
+
+def _copy_null(_: Any) -> str:
+    return "\\N"
+
+
+def _copy_bool(value: bool) -> str:
+    return "t" if value else "f"
+
+
+#: COPY text formatting by exact type (the common case, one dict lookup per value).
+_COPY_FORMAT: dict[type, Callable[[Any], str]] = {
+    str: _copy_str,
+    float: float.__repr__,  # 'nan' / 'inf' are accepted by float8in
+    int: int.__str__,
+    bool: _copy_bool,
+    type(None): _copy_null,
+    datetime: datetime.isoformat,
+    date: date.isoformat,
+}
+
+
 def _copy_text(value: Any) -> str:
     """One field of PostgreSQL's COPY text format."""
-    if value is None:
-        return "\\N"
+    fmt = _COPY_FORMAT.get(type(value))
+    if fmt is not None:
+        return fmt(value)
     if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, float):
-        return repr(value)  # 'nan' / 'inf' are accepted by float8in
-    if isinstance(value, int):
-        return str(value)
+        return _copy_bool(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
-    text = str(value)
-    if any(c in text for c in "\\\t\n\r"):
-        text = (
-            text.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
-    return text
+    if isinstance(value, float):
+        return float.__repr__(value)
+    if isinstance(value, int):
+        return int.__str__(value)
+    return _copy_str(str(value))
+
+
+def _copy_line(values: Sequence[Any]) -> str:
+    """One row of COPY text format (tab separated, newline terminated)."""
+    get = _COPY_FORMAT.get
+    return "\t".join([(get(type(v)) or _copy_text)(v) for v in values]) + "\n"
 
 
 class QuakeSink(Sink):
@@ -368,12 +444,7 @@ class QuakeSink(Sink):
                 self._copy_merge(cur, rows)
 
     def _copy_merge(self, cur: PgCursor, rows: Sequence[tuple[Any, ...]]) -> None:
-        buf = io.StringIO()
-        write = buf.write
-        for values in rows:
-            write("\t".join(map(_copy_text, values)))
-            write("\n")
-        buf.seek(0)
+        buf = io.StringIO("".join([_copy_line(values) for values in rows]))
         cur.execute(self.stage_create)
         cur.copy_expert(self.stage_copy, buf)
         cur.execute(self.upsert_stage)

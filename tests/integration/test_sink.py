@@ -18,7 +18,14 @@ from psycopg2 import sql
 
 from streamapp import db
 from streamapp.settings import Settings
-from streamapp.sink import DeadLetterSink, Item, QuakeSink
+from streamapp.sink import (
+    QUAKE_COLUMNS,
+    DeadLetterSink,
+    Item,
+    QuakeSink,
+    quake_row,
+    quake_row_from_json,
+)
 from streamapp.stats import stats
 
 pytestmark = pytest.mark.integration
@@ -196,6 +203,49 @@ async def test_values_postgres_refuses_are_isolated(
         assert [r[0] for r in rows_of(schema_settings)] == ["ok1", "ok2"]
     finally:
         sink.close()
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_fast_json_path_stores_what_the_record_path_stores(
+    schema_settings: Settings, method: Any
+) -> None:
+    """Every real capture, written once from the clean-topic JSON (the agent's fast
+    path) and once from ``Quake`` records: the two tables are identical."""
+    from models.records import Quake
+    from tests.unit.streamapp.test_sink import _real_quakes
+
+    other = dataclasses.replace(
+        schema_settings, postgres_schema=f"{schema_settings.postgres_schema}_rec"[:63]
+    )
+    db.migrate(other)
+    fast_sink = QuakeSink(schema_settings, method=method)
+    record_sink = QuakeSink(other, method=method)
+    try:
+        for offset, q in enumerate(_real_quakes()):
+            data = bytes(q.dumps())
+            fast = quake_row_from_json(data, partition=offset % 4, offset=offset)
+            assert fast is not None
+            fast_sink.add(Item(fast))
+            record_sink.add(
+                Item(quake_row(Quake.loads(data), partition=offset % 4, offset=offset))
+            )
+        assert await fast_sink.flush() == []
+        assert await record_sink.flush() == []
+        columns = ", ".join(QUAKE_COLUMNS)
+        fast_rows = rows_of(schema_settings, columns)
+        record_rows = rows_of(other, columns)
+        assert len(fast_rows) > 100
+        assert fast_rows == record_rows
+    finally:
+        fast_sink.close()
+        record_sink.close()
+        with db.transaction(other) as cur:
+            cur.execute(
+                sql.SQL("DROP SCHEMA {} CASCADE").format(
+                    sql.Identifier(other.postgres_schema)
+                )
+            )
+        db.get_engine(other).dispose()
 
 
 def dead_letter(offset: int, **extra: Any) -> dict[str, Any]:

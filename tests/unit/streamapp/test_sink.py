@@ -568,3 +568,90 @@ async def test_store_dead_letter_batch_falls_back_to_a_minimal_row() -> None:
     assert sink.stored[0].row["error_detail"] is None
     assert sink.stored[0].row["payload"] == b"x"
     assert acked == [4]
+
+
+# ------------------------------------------------- fast JSON path == Quake records
+
+
+def _real_quakes() -> list[Any]:
+    from pathlib import Path
+
+    from models.validation import validate_raw
+
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "usgs"
+    quakes = []
+    for path in sorted(fixtures.glob("*.geojson")):
+        collection = json.loads(path.read_text(encoding="utf-8"))
+        for offset, feat in enumerate(collection["features"]):
+            envelope = {
+                "feature": feat,
+                "fetched_at": "2024-05-31T23:30:00.123456Z",
+                "source_url": f"file://{path.name}",
+            }
+            quakes.append(
+                validate_raw(
+                    json.dumps(envelope).encode(),
+                    max_bytes=1024 * 1024,
+                    max_depth=32,
+                    partition=offset % 4,
+                    offset=offset,
+                )
+            )
+    assert len(quakes) > 100
+    return quakes
+
+
+def _normalised(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in row.items():
+        if name in ("time", "updated", "fetched_at") and isinstance(value, str):
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        out[name] = value
+    return out
+
+
+def test_fast_json_rows_equal_the_record_rows_for_every_real_capture() -> None:
+    from models.records import Quake
+
+    for quake in _real_quakes():
+        data = bytes(quake.dumps())
+        fast = sink_mod.quake_row_from_json(data, partition=3, offset=7)
+        assert fast is not None, quake.id
+        slow = sink_mod.quake_row(Quake.loads(data), partition=3, offset=7)
+        assert set(fast) == set(QUAKE_COLUMNS)
+        assert _normalised(fast) == {c: slow.get(c) for c in QUAKE_COLUMNS}, quake.id
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xff\xfe",
+        b"not json",
+        b"[1, 2]",
+        b'"text"',
+        b'{"time": "2024-05-31T12:00:00Z", "updated": "2024-05-31T12:00:00Z",'
+        b' "longitude": 1, "latitude": 2, "depth": 3}',  # no id
+        b'{"id": "", "time": "t", "updated": "u", "longitude": 1, "latitude": 2,'
+        b' "depth": 3}',  # empty id
+        b'{"id": 5, "time": "t", "updated": "u", "longitude": 1, "latitude": 2,'
+        b' "depth": 3}',  # id not text
+        b'{"id": "a", "time": 1, "updated": "u", "longitude": 1, "latitude": 2,'
+        b' "depth": 3}',  # time not text
+        b'{"id": "a", "time": "t", "updated": "u", "longitude": "1", "latitude": 2,'
+        b' "depth": 3}',  # longitude as text (Quake.loads decides)
+        b'{"id": "a", "time": "t", "updated": "u", "longitude": true, "latitude": 2,'
+        b' "depth": 3}',
+        b'{"id": "a", "time": "t", "updated": "u", "longitude": 1, "latitude": 2,'
+        b' "depth": 3, "place": {"nested": 1}}',
+    ],
+)
+def test_fast_json_path_leaves_odd_values_to_the_record(data: bytes) -> None:
+    assert sink_mod.quake_row_from_json(data, partition=0, offset=0) is None
+
+
+def test_copy_lines_match_the_field_formatter() -> None:
+    values = ("a\tb", None, 1.25, 3, True, T0, "plain")
+    line = sink_mod._copy_line(values)
+    assert line == "\t".join(sink_mod._copy_text(v) for v in values) + "\n"
+    assert line == "a\\tb\t\\N\t1.25\t3\tt\t2024-05-31T12:00:00+00:00\tplain\n"
