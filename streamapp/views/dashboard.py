@@ -9,7 +9,13 @@ from faust.web import Request, Response, View
 
 from streamapp.app import app
 
-__all__ = ["SECURITY_HEADERS", "STATIC_DIR", "DashboardView", "RootView"]
+__all__ = [
+    "SECURITY_HEADERS",
+    "STATIC_DIR",
+    "DashboardRedirectView",
+    "DashboardView",
+    "RootView",
+]
 
 #: The dashboard's HTML, JS and CSS, shipped inside the package (works offline).
 STATIC_DIR = Path(str(resources.files("streamapp") / "static"))
@@ -41,6 +47,14 @@ class DashboardView(View):
         return self.bytes(
             _page(), content_type="text/html", headers=dict(SECURITY_HEADERS)
         )
+
+
+@app.page("/dashboard")
+class DashboardRedirectView(View):
+    """``/dashboard`` without the slash: a permanent redirect."""
+
+    async def get(self, request: Request) -> Response:
+        return self.bytes(b"", status=301, headers={"Location": "/dashboard/"})
 
 
 @app.page("/")

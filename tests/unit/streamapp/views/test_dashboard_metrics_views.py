@@ -30,6 +30,11 @@ async def test_dashboard_page(client: Client, path: str) -> None:
         assert f'id="{element_id}"' in html
 
 
+async def test_dashboard_without_slash_redirects(client: Client) -> None:
+    resp = await client.get("/dashboard", allow_redirects=False)
+    assert resp.status == 301 and resp.headers["Location"] == "/dashboard/"
+
+
 @pytest.mark.parametrize(
     ("name", "ctype"),
     [
