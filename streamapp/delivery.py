@@ -48,8 +48,15 @@ async def deliver(
         futures: list[Any] = []
         for msg in pending:
             try:
-                fut = await msg.topic.send(
-                    key=msg.key, value=msg.value, headers=msg.headers or None
+                # Straight to the app's producer: Topic.send adds codec, sensor and
+                # callback work per message that bytes in, bytes out do not need.
+                fut = await msg.topic.app.producer.send(
+                    msg.topic.get_topic_name(),
+                    msg.key,
+                    msg.value,
+                    None,
+                    None,
+                    msg.headers or None,
                 )
             except Exception as exc:  # any producer error is retried
                 fut = _failed(exc)
