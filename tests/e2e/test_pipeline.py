@@ -324,3 +324,54 @@ def test_feed_to_postgres_revisions_bad_input_and_crash(
     assert db.count("earthquakes") == len(features) + 1
     assert db.count("dead_letters") == 50
     assert_rows_match(db.quakes(), revised["features"])
+
+
+def test_one_worker_drains_20k_raw_messages_exactly(
+    pipeline: tuple[dict[str, str], Settings, Db],
+    feed: FeedServer,
+    start_worker: Callable[..., Worker],
+) -> None:
+    """20,000 raw messages (2% invalid, 5% revisions) end exactly once, fast."""
+    from bench.generate import make_dataset
+
+    env, settings, db = pipeline
+    data = make_dataset(20_000, invalid_share=0.02, revision_share=0.05)
+    produce_raw(settings, [(m.key, m.value) for m in data.messages])
+
+    worker = start_worker(env)
+    worker.wait_healthy()
+    wait_for("first row", lambda: db.count("earthquakes") > 0, worker, timeout=120)
+    start = time.monotonic()
+    wait_for(
+        "all rows and dead letters",
+        lambda: (
+            db.count("earthquakes") == data.valid_ids
+            and db.count("dead_letters") == data.invalid
+        ),
+        worker,
+        timeout=600,
+    )
+    elapsed = time.monotonic() - start
+    rows = db.query(
+        sql.SQL(
+            "SELECT count(*) AS n, count(DISTINCT id) AS ids,"
+            " sum((extract(epoch FROM updated - time) * 1000)::bigint) AS lag"
+            " FROM {}"
+        ).format(db.table("earthquakes"))
+    )[0]
+    assert rows["n"] == rows["ids"] == data.valid_ids
+    assert int(rows["lag"]) == data.lag_checksum_ms  # every latest revision won
+    kinds = db.query(
+        sql.SQL("SELECT error_kind, count(*) AS n FROM {} GROUP BY 1").format(
+            db.table("dead_letters")
+        )
+    )
+    assert {r["error_kind"]: r["n"] for r in kinds} == data.invalid_by_kind
+    status, stats = worker.get("/api/stats")
+    assert status == 200
+    assert stats["valid"] + stats["invalid"] == data.n
+    print(
+        f"\n[e2e] one worker: {data.n} raw messages -> {data.valid_ids} rows +"
+        f" {data.invalid} dead letters in {elapsed:.2f}s"
+        f" = {data.n / elapsed:,.0f} events/s (first row to last)"
+    )
