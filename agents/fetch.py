@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from streamapp.app import app, settings
 from streamapp.exceptions import SourceError, SourceUnavailable
+from streamapp.metrics import observe_fetch
 from streamapp.sources import Source, build_source, encode_raw, feature_id
 from streamapp.sources.base import is_json_int
 from streamapp.stats import PipelineStats, stats
@@ -239,9 +240,11 @@ async def poll_once(
     Counts go to ``counters`` (fetched, produced, skipped_unchanged, fetch_errors)
     and the outcome to ``counters.record_fetch``.
     """
+    started = time.perf_counter()
     try:
         result = await source.fetch()
     except SourceError as exc:
+        observe_fetch(time.perf_counter() - started, ok=False)
         counters.incr("fetch_errors")
         counters.record_fetch(f"error: {exc}")
         return PollResult(
@@ -250,6 +253,7 @@ async def poll_once(
             retry_after=getattr(exc, "retry_after", None),
             unavailable=isinstance(exc, SourceUnavailable),
         )
+    observe_fetch(time.perf_counter() - started, ok=True)
     features = result.features
     counters.incr("fetched", len(features))
 
