@@ -42,6 +42,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_json_loads: Callable[[bytes], Any] = json.loads
+try:  # orjson decodes the clean topic's JSON about twice as fast; optional
+    from orjson import loads as _orjson_loads
+
+    _json_loads = _orjson_loads
+except ImportError:  # pragma: no cover - the standard library does the same job
+    pass
+
 #: Columns of ``earthquakes`` written by the sink, in statement order (``ingested_at``
 #: is the database's own ``now()``).
 QUAKE_COLUMNS: tuple[str, ...] = (
@@ -283,8 +291,8 @@ def quake_row_from_json(
     either coerces it or fails (a dead letter).
     """
     try:
-        obj = json.loads(data)
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        obj = _json_loads(data)
+    except ValueError:  # JSONDecodeError (both libraries), UnicodeDecodeError
         return None
     if not isinstance(obj, dict):
         return None
@@ -444,7 +452,8 @@ class QuakeSink(Sink):
                 self._copy_merge(cur, rows)
 
     def _copy_merge(self, cur: PgCursor, rows: Sequence[tuple[Any, ...]]) -> None:
-        buf = io.StringIO("".join([_copy_line(values) for values in rows]))
+        text = "".join([_copy_line(values) for values in rows])
+        buf = io.BytesIO(text.encode("utf-8"))  # a lone surrogate: ValueError
         cur.execute(self.stage_create)
         cur.copy_expert(self.stage_copy, buf)
         cur.execute(self.upsert_stage)

@@ -195,11 +195,17 @@ async def test_values_postgres_refuses_are_isolated(
         quake("nul", place="nul\x00byte"),  # text cannot hold NUL
         quake("nan", magnitude=float("nan")),  # fails the magnitude CHECK
         quake("deep", depth=5000.0),
+        quake("surrogate", title="lone \ud800 surrogate"),  # not encodable
         quake("ok2"),
     ]
     try:
         rejected = await write(sink, rows)
-        assert sorted(r.item.ref for r in rejected) == ["deep", "nan", "nul"]
+        assert sorted(r.item.ref for r in rejected) == [
+            "deep",
+            "nan",
+            "nul",
+            "surrogate",
+        ]
         assert [r[0] for r in rows_of(schema_settings)] == ["ok1", "ok2"]
     finally:
         sink.close()
@@ -391,27 +397,42 @@ async def test_sink_recovers_when_its_backends_are_terminated(
 # ----------------------------------------------------------------- measurement
 
 
-def bench_rows(n: int, revision: int = 0, seed: int = 1) -> list[dict[str, Any]]:
-    """``n`` realistic rows (~1 KiB each as JSON), deterministic."""
+def bench_messages(n: int, revision: int = 0, seed: int = 1) -> list[bytes]:
+    """``n`` clean-topic values (``Quake.dumps()``, ~700 bytes each), deterministic."""
+    from models.records import Quake
+
     rnd = random.Random(seed)
     out = []
     for i in range(n):
-        at = T0 + timedelta(seconds=i)
-        out.append(
-            quake(
-                f"us{i:08d}",
-                5 + revision,
-                i,
-                time=at,
-                magnitude=round(rnd.uniform(-1, 7), 2),
-                longitude=rnd.uniform(-180, 180),
-                latitude=rnd.uniform(-90, 90),
-                depth=rnd.uniform(0, 600),
-                significance=rnd.randint(0, 900),
-                kafka_partition=i % 4,
-            )
+        row = quake(
+            f"us{i:08d}",
+            5 + revision,
+            i,
+            time=T0 + timedelta(seconds=i),
+            magnitude=round(rnd.uniform(-1, 7), 2),
+            longitude=rnd.uniform(-180, 180),
+            latitude=rnd.uniform(-90, 90),
+            depth=rnd.uniform(0, 600),
+            significance=rnd.randint(0, 900),
         )
+        del row["kafka_partition"], row["kafka_offset"]
+        out.append(bytes(Quake(**row).dumps()))
     return out
+
+
+def _server_cpu(settings: Settings) -> float | None:
+    """CPU seconds used so far by the sink's PostgreSQL backends (local server only:
+    read from /proc), so the figures hold even on a busy machine."""
+    pids = _backends(settings)
+    total = 0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime, in ticks
+    except OSError:
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.mark.skipif(
@@ -419,25 +440,57 @@ def bench_rows(n: int, revision: int = 0, seed: int = 1) -> list[dict[str, Any]]
     reason="measurement, not a test: set STREAMAPP_SINK_BENCH=1 (and use -s)",
 )
 async def test_measure_upsert_rates(schema_settings: Settings) -> None:
-    """Prints rows/s of 50,000-row upserts: execute_values vs COPY+merge, by batch."""
+    """Prints the sink's rates: clean-topic JSON -> committed rows, per method and
+    batch size, for fresh inserts and for updates of every row; CPU per row of this
+    process (decode, format, driver) and of the PostgreSQL backends; decode costs."""
+    from models.records import Quake
+
     n = int(os.environ.get("STREAMAPP_SINK_BENCH_ROWS", "50000"))
     wanted = os.environ.get("STREAMAPP_SINK_BENCH_BATCHES", "")
     batches = [int(b) for b in wanted.split(",") if b] or [100, 500, 2000, n]
-    print(f"\nupsert of {n} rows into PostgreSQL (one transaction per batch)")
-    print(f"{'method':7} {'batch':>6} {'insert rows/s':>14} {'update rows/s':>14}")
-    for method in METHODS:
+    methods = os.environ.get("STREAMAPP_SINK_BENCH_METHODS", "copy,values").split(",")
+    messages = [bench_messages(n, 0), bench_messages(n, 1)]
+    started = time.process_time()
+    for data in messages[0][:5000]:
+        quake_row(Quake.loads(data), partition=0, offset=0)
+    record_cost = (time.process_time() - started) / 5000 * 1e6
+    started = time.process_time()
+    for data in messages[0]:
+        quake_row_from_json(data, partition=0, offset=0)
+    json_cost = (time.process_time() - started) / n * 1e6
+    print(
+        f"\ndecode CPU per event: Quake.loads+to_row {record_cost:.1f} us, "
+        f"quake_row_from_json {json_cost:.1f} us; load average {os.getloadavg()}"
+    )
+    print(f"clean JSON -> committed rows, {n} events, one transaction per batch")
+    print(
+        f"{'method':7} {'batch':>6} {'phase':7} {'rows/s':>8}"
+        f" {'client us/row':>14} {'server us/row':>14}"
+    )
+    for method in methods:
         for size in batches:
             with db.transaction(schema_settings) as cur:
                 cur.execute("TRUNCATE earthquakes")
             sink = QuakeSink(schema_settings, method=method)  # type: ignore[arg-type]
-            rates = []
-            for revision in (0, 1):  # fresh inserts, then every row updated
-                data = bench_rows(n, revision)
+            for phase, data in zip(("insert", "update"), messages, strict=True):
+                server = _server_cpu(schema_settings)
+                client = time.process_time()
                 started = time.perf_counter()
                 for i in range(0, n, size):
-                    for row in data[i : i + size]:
+                    for offset, value in enumerate(data[i : i + size], i):
+                        row = quake_row_from_json(value, partition=0, offset=offset)
                         sink.add(Item(row))
                     assert await sink.flush() == []
-                rates.append(n / (time.perf_counter() - started))
+                rate = n / (time.perf_counter() - started)
+                client_us = (time.process_time() - client) / n * 1e6
+                after = _server_cpu(schema_settings)
+                server_us = (
+                    f"{(after - server) / n * 1e6:14.1f}"
+                    if server is not None and after is not None
+                    else f"{'n/a':>14}"
+                )
+                print(
+                    f"{method:7} {size:>6} {phase:7} {rate:>8,.0f}"
+                    f" {client_us:>14.1f} {server_us}"
+                )
             sink.close()
-            print(f"{method:7} {size:>6} {rates[0]:>14,.0f} {rates[1]:>14,.0f}")
