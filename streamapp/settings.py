@@ -249,7 +249,6 @@ def _validate(s: Settings) -> None:
             f"KAFKA_BOOTSTRAP_SERVERS={s.kafka_bootstrap_servers!r} is malformed; "
             "use host:port[,host:port], e.g. localhost:9092"
         )
-    _check_database_url(s.database_url.get_secret_value())
     for env, port in (
         ("ZOOKEEPER_CLIENT_PORT", s.zookeeper_client_port),
         ("POSTGRES_PORT", s.postgres_port),
@@ -257,6 +256,7 @@ def _validate(s: Settings) -> None:
     ):
         if not 1 <= port <= 65535:
             raise ConfigError(f"{env}={port} is not a TCP port (1-65535)")
+    _check_database_url(s.database_url.get_secret_value())
     if not _IDENT.match(s.postgres_schema):
         raise ConfigError(
             f"POSTGRES_SCHEMA={s.postgres_schema!r} must be a lower-case SQL identifier"

@@ -104,11 +104,6 @@ def test_explicit_database_url_wins() -> None:
         pytest.param(
             {"POSTGRES_PORT": "70000"},
             "POSTGRES_PORT",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="settings.py checks the derived DATABASE_URL first and names "
-                "DATABASE_URL instead of POSTGRES_PORT (reported to the lead)",
-            ),
         ),
         ({"POSTGRES_PORT": "0"}, "POSTGRES_PORT"),
         ({"WEB_PORT": "http"}, "WEB_PORT"),
