@@ -17,7 +17,8 @@ MVN ?= mvn
 STACK := $(PY) -m streamapp.stack
 PYTEST_ARGS ?=
 
-.PHONY: help venv jars up down status run test lint clean distclean
+.PHONY: help venv jars browser up down status run test lint clean distclean \
+	notebook notebook-run bench bench-quick chaos
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -29,7 +30,7 @@ venv: $(VENV_STAMP) ## create .venv (python3.11) and install the package with [d
 $(VENV_STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q $(PIP_CONSTRAINTS) -e '.[dev]'
+	$(PY) -m pip install -q $(PIP_CONSTRAINTS) -e '.[dev,notebook]'
 	@touch $@
 
 jars: $(JARS_STAMP) ## resolve the Kafka + ZooKeeper jars from Maven Central into stack/lib
@@ -41,6 +42,15 @@ $(JARS_STAMP): stack/pom.xml
 	@if [ -f $@ ]; then rm -f stack/lib/*.jar; fi
 	$(MVN) -q -B -f stack/pom.xml dependency:copy-dependencies
 	@touch $@
+
+# Debian's Chromium drives the dashboard's browser test (Playwright, no download).
+CHROMIUM ?= /usr/bin/chromium
+browser: ## install Debian's chromium for the browser test when it is missing
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium missing: apt-get install chromium (as root)"; exit 1; fi; \
+	fi
 
 # ---------------------------------------------------------------- the stack
 # KAFKA_MODE=kraft (or any setting of .env.example) can be given on the command line.
@@ -59,10 +69,17 @@ run: venv up ## bootstrap, bring the stack up, run the Faust worker in the foreg
 
 # The KRaft round trip runs inside the suite (tests/integration/test_stack.py) on its
 # own ports and state dir, so the shared stack keeps running in the default mode.
-test: venv jars up ## bootstrap, bring the stack up, run the whole test suite
+test: venv jars browser up ## bootstrap, bring the stack up, run the whole test suite
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): that is a failure"; fi; \
 	exit $$rc
+
+notebook: venv up ## open the EDA notebook in JupyterLab (run a worker for live data)
+	$(VENV)/bin/jupyter lab notebooks/eda.ipynb
+
+notebook-run: venv up ## execute the EDA notebook headless into /tmp/eda.executed.ipynb
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute notebooks/eda.ipynb \
+		--output-dir /tmp --output eda.executed.ipynb
 
 lint: venv ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
