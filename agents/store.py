@@ -16,6 +16,7 @@ from streamapp.app import app, settings
 from streamapp.db import migrate
 from streamapp.delivery import Outgoing, deliver
 from streamapp.exceptions import InvalidRecord, SinkError, TransientSinkError
+from streamapp.metrics import observe_sink_batch
 from streamapp.sink import (
     DeadLetterSink,
     Item,
@@ -163,7 +164,9 @@ async def store_quake_batch(events: Sequence[EventT], sink: QuakeSink) -> int:
             )
             continue
         sink.add(Item(row, ref=event))
+    started = time.monotonic()
     rejected: list[Rejected] = await sink.flush()
+    observe_sink_batch("earthquakes", len(events), time.monotonic() - started)
     for refused in rejected:
         letters.append(
             _letter(
@@ -227,6 +230,7 @@ async def store_dead_letter_batch(
                 offset=message.offset,
             )
         sink.add(Item(row, ref=event))
+    started = time.monotonic()
     rejected = await sink.flush()
     lost = 0
     if rejected:
@@ -242,6 +246,7 @@ async def store_dead_letter_batch(
                 coords.get("source_offset"),
                 refused.error,
             )
+    observe_sink_batch("dead_letters", len(events), time.monotonic() - started)
     for event in events:
         event.ack()
     stored = len(events) - lost

@@ -395,6 +395,13 @@ def migrate(settings: Settings, *, engine: Engine | None = None) -> list[str]:
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             ).format(table)
         )
+        cur.execute(
+            sql.SQL("COMMENT ON TABLE {} IS %s").format(table),
+            (
+                "Migrations applied by streamapp.db.migrate: version, file name, "
+                "sha256 of the file, when (one row per streamapp/migrations file).",
+            ),
+        )
         cur.execute(sql.SQL("SELECT version, name, checksum FROM {}").format(table))
         done = {int(v): (str(n), str(c)) for v, n, c in cur.fetchall()}
         for migration in migrations:
