@@ -1,0 +1,188 @@
+"""A private ZooKeeper + Kafka + PostgreSQL stack for tests that stop services.
+
+The shared development stack (2181/9092/5320) is never stopped: scenarios that stop
+PostgreSQL or restart the broker run against this one, started once per session
+with ``python -m streamapp.stack up`` on free ports, its own STACK_DIR and its own
+random PostgreSQL password (so tests can grep logs for it), and purged at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from streamapp.stack import as_postgres_prefix, find_pg_bindir, pid_alive, read_pid
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_lock = threading.Lock()
+_instance: PrivateStack | None = None
+_users = 0
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def pick_ports() -> dict[str, int]:
+    """Free ports in 31000-32699 (below the ephemeral range; tests/integration/
+    test_stack.py picks from 20000-29999, so the two never collide)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(31000, 32700, 10)
+        ports = {
+            "zookeeper": base,
+            "kafka": base + 2,
+            "controller": base + 3,
+            "postgres": base + 5,
+        }
+        if all(_free(p) for p in ports.values()):
+            return ports
+    raise RuntimeError("no free ports for the private chaos stack")
+
+
+class PrivateStack:
+    """Drives ``python -m streamapp.stack`` with a private environment."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ports = pick_ports()
+        self.password = "chaos-" + secrets.token_hex(12)
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("KAFKA_", "POSTGRES_", "ZOOKEEPER_"))
+            and k not in ("DATABASE_URL", "STACK_DIR")
+        }
+        self.env = {
+            **base,
+            "STACK_DIR": str(root),
+            "KAFKA_MODE": "zookeeper",
+            "ZOOKEEPER_CLIENT_PORT": str(self.ports["zookeeper"]),
+            "KAFKA_ZOOKEEPER_CONNECT": f"localhost:{self.ports['zookeeper']}",
+            "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://localhost:{self.ports['kafka']}",
+            "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{self.ports['kafka']}",
+            "KAFKA_HEAP_OPTS": "-Xms128m -Xmx384m",
+            "POSTGRES_PORT": str(self.ports["postgres"]),
+            "POSTGRES_USER": "streamapp",
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_DB": "streamapp",
+        }
+
+    # ------------------------------------------------------------------ CLI
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "streamapp.stack", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def must(self, *args: str) -> str:
+        out = self.cli(*args)
+        if out.returncode != 0:
+            raise RuntimeError(
+                f"streamapp.stack {' '.join(args)}: exit {out.returncode}\n"
+                f"{out.stdout}{out.stderr}"
+            )
+        return out.stdout
+
+    def up(self) -> str:
+        """Start whatever is not running and wait until it answers."""
+        return self.must("up")
+
+    def purge(self) -> str:
+        out = self.cli("purge")
+        return out.stdout + out.stderr
+
+    # ------------------------------------------------------------------ faults
+    @property
+    def pg_data(self) -> Path:
+        return (self.root / "postgres").resolve()
+
+    def stop_postgres(self) -> float:
+        """``pg_ctl stop -m fast`` (as the postgres OS user); returns seconds."""
+        t0 = time.monotonic()
+        subprocess.run(
+            [
+                *as_postgres_prefix(),
+                str(find_pg_bindir() / "pg_ctl"),
+                "stop",
+                "-D",
+                str(self.pg_data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "-s",
+            ],
+            check=True,
+            capture_output=True,
+            cwd="/",
+        )
+        return time.monotonic() - t0
+
+    def kafka_pid(self) -> int | None:
+        pid = read_pid(self.root / "run" / "kafka.pid")
+        marker = str(self.root / "conf") + os.sep
+        return pid if pid is not None and pid_alive(pid, marker) else None
+
+    def stop_kafka(self, sig: int = signal.SIGTERM, timeout: float = 90) -> float:
+        """Stop the broker (SIGTERM: controlled shutdown); returns seconds."""
+        pid = self.kafka_pid()
+        if pid is None:
+            raise RuntimeError("the private broker is not running")
+        marker = str(self.root / "conf") + os.sep
+        t0 = time.monotonic()
+        os.kill(pid, sig)
+        while pid_alive(pid, marker):
+            if time.monotonic() - t0 > timeout:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+        return time.monotonic() - t0
+
+
+def acquire(root: Path) -> PrivateStack:
+    """The session's private stack, started on first use (reference counted)."""
+    global _instance, _users
+    with _lock:
+        if _instance is None:
+            stack = PrivateStack(root)
+            try:
+                stack.up()
+            except Exception:
+                print(stack.purge())
+                raise
+            _instance = stack
+        _users += 1
+        return _instance
+
+
+def release() -> None:
+    """Drop one reference; the last one purges the stack (down + delete state)."""
+    global _instance, _users
+    with _lock:
+        _users -= 1
+        if _users <= 0 and _instance is not None:
+            print(_instance.purge())
+            _instance = None
+            _users = 0
