@@ -1,0 +1,116 @@
+"""Scenario 3: PostgreSQL stopped for 15 s mid-stream (private stack), then started."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.chaos.conftest import Report
+from tests.chaos.harness import (
+    BackgroundProducer,
+    ChaosRun,
+    Figures,
+    Profile,
+    Target,
+    fmt_seconds,
+    make_chaos_data,
+    settle,
+)
+from tests.chaos.private_stack import PrivateStack
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
+
+STREAM_SECONDS = 60.0
+OUTAGE_SECONDS = 15.0
+
+
+def test_postgres_stopped_for_15s_mid_stream(
+    profile: Profile,
+    private: PrivateStack,
+    private_target: Target,
+    chaos_run: Callable[[Target, str], ChaosRun],
+    chaos_report: Report,
+) -> None:
+    run = chaos_run(private_target, "postgres")
+    data = make_chaos_data(
+        profile.events,
+        seed=303,
+        invalid_share=profile.invalid_share,
+        revision_share=profile.revision_share,
+        stale_share=profile.stale_share,
+    )
+    figures = Figures("postgres", "PostgreSQL stopped 15 s mid-stream", profile.name)
+    run.create_raw_topic()
+    worker = run.start_worker()
+    worker.wait_healthy()
+    progress = run.watch()
+    rate = max(20.0, profile.events / STREAM_SECONDS)
+    producer = BackgroundProducer(
+        run.settings, run.settings.topic_raw, data.messages, rate=rate
+    ).start()
+    moving = progress.wait_progress(
+        time.monotonic(), 180, alive=worker.assert_alive
+    )
+    assert moving is not None, worker.tail()
+    time.sleep(STREAM_SECONDS * 0.2)
+
+    stopping = time.monotonic()
+    stop_took = private.stop_postgres()
+    stopped = time.monotonic()
+    stored_at_stop = progress.latest()[1]
+    validated_at_stop = worker.get("/api/stats")[1]["valid"]
+    health: list[tuple[float, int, dict]] = []
+    while time.monotonic() - stopped < OUTAGE_SECONDS:
+        worker.assert_alive()
+        status, body = worker.get("/health", timeout=15)
+        health.append((time.monotonic() - stopped, status, body))
+        time.sleep(1.0)
+    status_during = worker.get("/api/stats")[1]
+    private.up()  # starts PostgreSQL again (the broker still runs)
+    started = time.monotonic()
+    recovered = progress.wait_progress(started, 300, alive=worker.assert_alive)
+    healthy_again = None
+    while time.monotonic() - started < 120:
+        if worker.get("/health")[0] == 200:
+            healthy_again = time.monotonic() - started
+            break
+        time.sleep(0.5)
+
+    producer.wait(profile.drain_timeout)
+    settle(run, data, figures, alive=[worker], timeout=profile.drain_timeout)
+    logs = run.logs()
+    retries = logs.count("retrying the same")
+    down = [(t, s, b) for t, s, b in health if s == 503]
+    named = [
+        b
+        for _, _, b in down
+        if b.get("failed") == ["postgres"] and b.get("kafka") == "ok"
+    ]
+    figures.notes[:0] = [
+        f"PostgreSQL stopped (pg_ctl stop -m fast, {stop_took:.1f} s) at "
+        f"t+{stopping - run.started:.0f} s with {stored_at_stop:,} stored; started "
+        f"again after {started - stopping:.1f} s down (15 s + `stack up`)",
+        f"/health during the outage: {len(down)} of {len(health)} probes 503 with "
+        f"failed={down[0][2].get('failed') if down else None}, "
+        f"kafka={down[0][2].get('kafka') if down else None}; e.g. postgres="
+        f"{down[0][2].get('postgres')!r}"
+        if down
+        else f"/health during the outage: {[s for _, s, _ in health]}",
+        f"worker stayed up; it kept validating while the database was down "
+        f"(valid {validated_at_stop:,} -> {status_during['valid']:,}); sink retries "
+        f"counted {status_during['sink_retries']}, {retries} retry warnings in the log",
+        f"PostgreSQL start -> first new row {fmt_seconds([recovered])}; /health "
+        f"200 again after {fmt_seconds([healthy_again])}",
+        f"{data.describe['messages']:,} messages offered at {rate:.0f}/s",
+        "time to recover = PostgreSQL answering again -> first new row stored",
+    ]
+    figures.time_to_recover = fmt_seconds([recovered])
+    if private.password in logs:
+        figures.problems.append("the database password appears in the worker log")
+    chaos_report.add("postgres", figures)
+    assert down and len(named) == len(down), health
+    assert recovered is not None and healthy_again is not None
+    assert retries > 0, "no sink retry was logged while PostgreSQL was down"
+    assert figures.ok, "\n".join(figures.problems)
