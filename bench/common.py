@@ -196,6 +196,36 @@ async def first_record_time(settings: Settings, topics: Sequence[str]) -> float 
         await consumer.stop()
 
 
+async def record_time_span(
+    settings: Settings, topics: Sequence[str]
+) -> tuple[float | None, float | None]:
+    """Timestamps (epoch s) of the earliest first and the latest last record."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [tp for t in topics for tp in await topic_partitions(consumer, t)]
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        lasts: list[float] = []
+        for tp in parts:
+            if ends.get(tp, 0) > 0:
+                consumer.seek(tp, ends[tp] - 1)
+        want = {tp for tp in parts if ends.get(tp, 0) > 0}
+        deadline = time.monotonic() + 30
+        while want and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                if tp in want and records:
+                    want.discard(tp)
+                    lasts.append(records[-1].timestamp / 1000.0)
+    finally:
+        await consumer.stop()
+    first = await first_record_time(settings, topics)
+    return first, (max(lasts) if lasts else None)
+
+
 async def delete_prefixed_topics(settings: Settings, prefix: str) -> list[str]:
     """Delete every topic whose name starts with ``prefix`` (a ``bench-`` prefix)."""
     if not prefix.startswith("bench-"):

@@ -54,7 +54,7 @@ class Profile:
 PROFILES = {
     "full": Profile(200_000, 2000.0, 60.0, ("streamapp", "peer"), 1800.0),
     # N is chosen so the naive baseline (per-row commits) takes ~30 s here.
-    "quick": Profile(20_000, 2000.0, 10.0, ("streamapp",), 300.0),
+    "quick": Profile(7_500, 2000.0, 10.0, ("streamapp",), 300.0),
 }
 
 
@@ -101,20 +101,26 @@ async def cleanup(ctx: Context, run: Run) -> None:
         await common.delete_groups(settings, [run.group])
     with contextlib.suppress(Exception):
         await asyncio.to_thread(common.drop_schema, settings)
+    shutil.rmtree(faust_datadir(run), ignore_errors=True)
+
+
+def faust_datadir(run: Run) -> Path:
+    return Path(tempfile.gettempdir()) / "streamapp-faust" / run.prefix
 
 
 def worker_argv(ctx: Context, run: Run, index: int, port: int) -> list[str]:
     faust = str(Path(sys.executable).parent / "faust")
-    datadir = ctx.workdir / f"{run.prefix}-{index}-data"
+    # streamapp.app sets Faust's datadir to <tmp>/streamapp-faust/<app id>; Faust
+    # creates only the last level.
+    faust_datadir(run).parent.mkdir(parents=True, exist_ok=True)
+    del index
     return [
         faust,
         "-A",
         "streamapp",
-        "-D",
-        str(datadir),
         "worker",
         "-l",
-        "warning",
+        "warn",
         "--web-port",
         str(port),
     ]
@@ -144,6 +150,7 @@ class Contender:
         self.stack = contextlib.ExitStack()
         self.procs: list[Any] = []
         self.monitors: list[ProcessMonitor] = []
+        self.spies: list[Any] = []
 
     def start(self, argv: list[str], env: dict[str, str]) -> None:
         index = len(self.procs)
@@ -151,6 +158,19 @@ class Contender:
         proc = self.stack.enter_context(common.contender_process(argv, env, logfile))
         self.procs.append(proc)
         self.monitors.append(ProcessMonitor(proc.pid).start())
+
+    def start_profiles(self) -> None:
+        """py-spy every process from now on (``--py-spy``)."""
+        from bench.profile import PySpy
+
+        if self.spies:
+            return
+        for i, proc in enumerate(self.procs):
+            out = self.ctx.workdir / f"{self.label}-{self.token}-{i}.folded"
+            self.spies.append(PySpy(proc.pid, out))
+
+    def stop_profiles(self) -> list[dict[str, Any]]:
+        return [p for p in (spy.stop() for spy in self.spies) if p]
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
@@ -220,6 +240,13 @@ async def throughput(ctx: Context, label: str, ds: Dataset) -> dict[str, Any]:
         )
         status = ctx.workdir / f"{run.prefix}.status.json"
         contender = start_contender(ctx, label, run, settings, status)
+
+        def progress(counts: common.Counts) -> None:
+            del counts  # profiles start at the first poll: the worker is up by then
+
+        if ctx.args.py_spy:
+            contender.start_profiles()
+
         try:
             started = time.time()
             end, counts = await asyncio.to_thread(
@@ -230,7 +257,9 @@ async def throughput(ctx: Context, label: str, ds: Dataset) -> dict[str, Any]:
                 timeout=ctx.args.timeout,
                 alive=contender.alive,
                 lag_checksum_ms=ds.lag_checksum_ms if ds.revisions else None,
+                progress=progress,
             )
+            profiles = contender.stop_profiles()
             if label == "streamapp":
                 first = await common.first_record_time(
                     settings, [run.clean, run.dead_letter]
@@ -255,6 +284,10 @@ async def throughput(ctx: Context, label: str, ds: Dataset) -> dict[str, Any]:
             "produce": produced.describe(),
             "logs": contender.logs(),
         }
+        if label == "streamapp":
+            result["stages"] = await streamapp_stages(settings, run, end)
+        if profiles:
+            result["profile"] = profiles
         log.info(
             "%s: %d events in %.2f s = %.0f events/s (peak RSS %s MiB)",
             label,
@@ -266,6 +299,63 @@ async def throughput(ctx: Context, label: str, ds: Dataset) -> dict[str, Any]:
         return result
     finally:
         await cleanup(ctx, run)
+
+
+async def streamapp_stages(settings: Settings, run: Run, end: float) -> dict[str, Any]:
+    """Where streamapp's time went between its two hops, from topic timestamps."""
+    first, last = await common.record_time_span(settings, [run.clean, run.dead_letter])
+    if first is None or last is None:
+        return {}
+    return {
+        "validate_first_out": round(first, 3),
+        "validate_last_out": round(last, 3),
+        "validate_seconds": round(last - first, 3),
+        "sink_tail_seconds": round(end - last, 3),
+    }
+
+
+async def faust_consume_only(
+    ctx: Context, run: Run, settings: Settings, n: int
+) -> dict[str, Any]:
+    """``bench.faust_null`` on the raw topic: Faust receives and acks, nothing more."""
+    status = ctx.workdir / f"{run.prefix}.null.json"
+    port = common.free_port()
+    datadir = faust_datadir(run)
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    env = common.settings_env(
+        settings,
+        APP_ID=f"{run.prefix}-null",
+        WEB_PORT=str(port),
+        BENCH_NULL_TOPIC=run.raw,
+        BENCH_NULL_N=str(n),
+        BENCH_NULL_STATUS=str(status),
+        BENCH_NULL_DATADIR=str(datadir),
+    )
+    faust = str(Path(sys.executable).parent / "faust")
+    argv = [faust, "-A", "bench.faust_null", "worker", "-l", "warn"]
+    argv += ["--web-port", str(port)]
+    c = Contender(ctx, "faust-null", run.token)
+    c.start(argv, env)
+    try:
+        deadline = time.monotonic() + ctx.args.timeout
+        while time.monotonic() < deadline:  # polls another process's file
+            if status.exists() or not c.alive():
+                break
+            await asyncio.sleep(0.1)
+        times = common.read_json(status)
+        if not times:
+            raise RuntimeError(f"Faust consume-only did not finish: {c.logs()}")
+        first, last = times["first_consumed_at"], times["last_at"]
+        resources = c.resources(first, last)
+    finally:
+        c.stop()
+    seconds = last - first
+    return {
+        "n": n,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(n / seconds, 1),
+        "resources": resources,
+    }
 
 
 async def run_limits(ctx: Context, ds: Dataset) -> dict[str, Any]:
@@ -280,9 +370,12 @@ async def run_limits(ctx: Context, ds: Dataset) -> dict[str, Any]:
         log.info("limits: validate-only %.0f events/s", python["validate_per_s"])
         copy = await asyncio.to_thread(limits.copy_rate, settings, quakes)
         log.info("limits: COPY %.0f rows/s", copy["events_per_s"])
+        faust_null = await faust_consume_only(ctx, run, settings, ds.n)
+        log.info("limits: Faust consume-only %.0f events/s", faust_null["events_per_s"])
         return {
             "produce": produced.describe(),
             "consume_only": consume,
+            "faust_consume_only": faust_null,
             "python_only": python,
             "copy": copy,
         }
@@ -449,6 +542,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="what else ran on the machine")
     parser.add_argument("--keep", action="store_true", help="keep topics and schemas")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument(
+        "--py-spy", action="store_true", help="profile the contenders with py-spy"
+    )
     args = parser.parse_args(argv)
     args.profile = "quick" if args.quick else "full"
     profile = PROFILES[args.profile]
