@@ -50,7 +50,8 @@ async def deliver(
             try:
                 # Straight to the app's producer: Topic.send adds codec, sensor and
                 # callback work per message that bytes in, bytes out do not need.
-                fut = await msg.topic.app.producer.send(
+                producer = await msg.topic.app.maybe_start_producer()
+                fut = await producer.send(
                     msg.topic.get_topic_name(),
                     msg.key,
                     msg.value,

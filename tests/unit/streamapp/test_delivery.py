@@ -40,7 +40,11 @@ class FakeProducer:
 
 class FakeTopic:
     def __init__(self, producer: FakeProducer) -> None:
-        self.app = type("App", (), {"producer": producer})()
+        async def maybe_start_producer() -> FakeProducer:
+            return producer
+
+        self.app = type("App", (), {})()
+        self.app.maybe_start_producer = maybe_start_producer
 
     def get_topic_name(self) -> str:
         return "out"
