@@ -494,3 +494,58 @@ async def test_measure_upsert_rates(schema_settings: Settings) -> None:
                     f" {client_us:>14.1f} {server_us}"
                 )
             sink.close()
+
+
+async def test_store_quake_batch_against_the_database(
+    schema_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's batch step with the real database: good events upserted, the row
+    PostgreSQL refuses and an undecodable message dead-lettered, all acked after."""
+    from agents import store
+    from models.records import DeadLetter, Quake
+    from tests.unit.streamapp.test_sink import FakeEvent, FakeMessage
+
+    acked: list[int] = []
+    sent: list[Any] = []
+
+    async def fake_deliver(messages: list[Any]) -> int:
+        sent.extend(messages)
+        return 1
+
+    monkeypatch.setattr(store, "deliver", fake_deliver)
+
+    def value(ident: str, minutes: int = 0, **extra: Any) -> bytes:
+        row = quake(ident, minutes, **extra)
+        del row["kafka_partition"], row["kafka_offset"]
+        return bytes(Quake(**row).dumps())
+
+    events = [
+        FakeEvent(FakeMessage("clean", 1, 10, b"ak1", value("ak1")), acked),
+        FakeEvent(
+            FakeMessage("clean", 1, 11, b"ak2", value("ak2", depth=-50.0)), acked
+        ),
+        FakeEvent(FakeMessage("clean", 1, 12, b"ak3", b"\x00garbage"), acked),
+        FakeEvent(FakeMessage("clean", 1, 13, b"ak4", value("ak4", minutes=3)), acked),
+    ]
+    sink = QuakeSink(schema_settings)
+    try:
+        stored = await store.store_quake_batch(events, sink)  # type: ignore[arg-type]
+    finally:
+        sink.close()
+    assert stored == 2
+    assert acked == [10, 11, 12, 13]
+    assert rows_of(schema_settings, "id, kafka_partition, kafka_offset") == [
+        ("ak1", 1, 10),
+        ("ak4", 1, 13),
+    ]
+    letters = sorted(
+        (DeadLetter.loads(m.value) for m in sent), key=lambda d: d.source_offset
+    )
+    assert [(d.source_offset, d.error_kind) for d in letters] == [
+        (11, "sink_rejected"),
+        (12, "schema"),
+    ]
+    assert letters[0].error_detail["sqlstate"] == "23514"
+    assert "depth" in letters[0].error_message
+    assert "postgresql://" not in letters[0].error_message
+    assert letters[0].payload_bytes() == value("ak2", depth=-50.0)
