@@ -46,6 +46,13 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2)
 
 
+def _pct(a: float | None, b: float | None) -> float | None:
+    """``a`` as a percentage of ``b`` (None when either is missing or b is 0)."""
+    if a is None or b is None or b == 0:
+        return None
+    return 100.0 * a / b
+
+
 def _fmt(value: Any, digits: int = 0, suffix: str = "") -> str:
     if value is None:
         return "-"
@@ -161,6 +168,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         f" SINK_BATCH_SECONDS={cfg.get('sink_batch_seconds')}; peer: "
         f"{cfg.get('peer_mode')} topology, commit_interval "
         f"{cfg.get('peer_commit_interval')} s."
+        + (f" What-if changes: `{cfg['whatif']}`." if cfg.get("whatif") else "")
     )
     out.append("")
     out.append("### Throughput (first event consumed -> last row committed)")
@@ -176,11 +184,11 @@ def markdown_table(results: dict[str, Any]) -> str:
             continue
         r = c.get("resources", {})
         rate = c.get("events_per_s")
-        pct = ratio(rate, consume)
+        pct = _pct(rate, consume)
         out.append(
             f"| {LABELS.get(label, label)} | {_fmt(rate)} | {_fmt(c.get('seconds'), 2)}"
             f" | {_fmt(ratio(rate, naive), 2, 'x')} | {_fmt(ratio(rate, peer), 2, 'x')}"
-            f" | {_fmt(pct * 100 if pct is not None else None, 1, ' %')}"
+            f" | {_fmt(pct, 1, ' %')}"
             f" | {_fmt(r.get('cpu_seconds'), 1)} | {_fmt(r.get('cpu_cores'), 2)}"
             f" | {_fmt(r.get('peak_rss_mib'))} |"
         )
@@ -191,6 +199,19 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"| {_fmt(ratio(consume, naive), 2, 'x')} "
             f"| {_fmt(ratio(consume, peer), 2, 'x')} | 100.0 % | | | |"
         )
+        fnull = lim.get("faust_consume_only", {})
+        if fnull:
+            rate = fnull.get("events_per_s")
+            out.append(
+                f"| limit: Faust consume-only (1 worker, noack_take + ack) "
+                f"| {_fmt(rate)} | {_fmt(fnull.get('seconds'), 2)} "
+                f"| {_fmt(ratio(rate, naive), 2, 'x')} "
+                f"| {_fmt(ratio(rate, peer), 2, 'x')} "
+                f"| {_fmt(_pct(rate, consume), 1, ' %')} "
+                f"| {_fmt(fnull.get('resources', {}).get('cpu_seconds'), 1)} "
+                f"| {_fmt(fnull.get('resources', {}).get('cpu_cores'), 2)} "
+                f"| {_fmt(fnull.get('resources', {}).get('peak_rss_mib'))} |"
+            )
         out.append(
             f"| limit: PostgreSQL COPY (unlogged) | {_fmt(copy)} "
             f"| {_fmt(lim.get('copy', {}).get('seconds'), 2)} "
@@ -204,6 +225,15 @@ def markdown_table(results: dict[str, Any]) -> str:
                 f"| {_fmt(python.get('validate_seconds'), 2)} | | | | | | |"
             )
     out.append("")
+    stages = results.get("contenders", {}).get("streamapp", {}).get("stages")
+    if stages:
+        out.append(
+            "streamapp stages: the validation agent wrote its last clean/dead-letter "
+            f"record {_fmt(stages.get('validate_seconds'), 2)} s after its first; "
+            f"the last row was committed {_fmt(stages.get('sink_tail_seconds'), 2)} s "
+            "after that."
+        )
+        out.append("")
     if python:
         out.append(
             f"Python cost per message on one core: `validate_raw` "
@@ -225,6 +255,14 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"{_fmt(min(produce_rates))} to {_fmt(max(produce_rates))} events/s."
         )
         out.append("")
+    for label, c in results.get("contenders", {}).items():
+        for i, prof in enumerate(c.get("profile") or []):
+            cats = ", ".join(f"{name} {pct} %" for name, pct in prof["categories"])
+            out.append(
+                f"py-spy (`--gil`) of {label} process {i}, {prof['samples']} samples: "
+                f"{cats}."
+            )
+            out.append("")
     lats = results.get("latency", {})
     if lats:
         out.append(

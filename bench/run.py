@@ -53,8 +53,8 @@ class Profile:
 
 PROFILES = {
     "full": Profile(200_000, 2000.0, 60.0, ("streamapp", "peer"), 1800.0),
-    # N is chosen so the naive baseline (per-row commits) takes ~30 s here.
-    "quick": Profile(7_500, 2000.0, 10.0, ("streamapp",), 300.0),
+    # N is chosen so the naive baseline (a commit per row) takes ~17-30 s here.
+    "quick": Profile(20_000, 2000.0, 10.0, ("streamapp",), 300.0),
 }
 
 
@@ -222,7 +222,12 @@ def start_contender(
     elif label.startswith("streamapp"):
         for i in range(ctx.args.workers):
             port = common.free_port()
-            c.start(worker_argv(ctx, run, i, port), worker_env(ctx, settings, port))
+            argv = worker_argv(ctx, run, i, port)
+            env = worker_env(ctx, settings, port)
+            if ctx.args.whatif:
+                argv = [py, "-m", "bench.whatif", *argv[1:]]
+                env["BENCH_WHATIF"] = ctx.args.whatif
+            c.start(argv, env)
     else:
         raise ValueError(label)
     return c
@@ -477,6 +482,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "peer_latency_commit_interval": args.peer_latency_commit_interval,
             "latency_rate": args.latency_rate,
             "latency_seconds": args.latency_seconds,
+            "whatif": args.whatif,
         },
         "contenders": {},
         "latency": {},
@@ -544,6 +550,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument(
         "--py-spy", action="store_true", help="profile the contenders with py-spy"
+    )
+    parser.add_argument(
+        "--whatif",
+        default="",
+        help="experiments patched into the streamapp worker (see bench/whatif.py)",
     )
     args = parser.parse_args(argv)
     args.profile = "quick" if args.quick else "full"
