@@ -92,7 +92,11 @@ async def test_agent_forwards_batch_then_acks(
             if len(delivered) == 3:
                 break
             await asyncio.sleep(0.05)
-    assert [m.topic for m in delivered] == [clean_topic, dead_letter_topic, dead_letter_topic]
+    assert [m.topic for m in delivered] == [
+        clean_topic,
+        dead_letter_topic,
+        dead_letter_topic,
+    ]
     snap = stats.snapshot()
     assert snap["valid"] == 1
     assert snap["invalid"] == 2
