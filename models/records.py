@@ -17,6 +17,7 @@ __all__ = [
     "DEAD_LETTER_KEY_KEEP_BYTES",
     "DEAD_LETTER_TRUNCATED_PREFIX_BYTES",
     "ERROR_HEADER_MAX_BYTES",
+    "QUAKE_FIELDS",
     "DeadLetter",
     "Quake",
     "dead_letter_size_bound",
@@ -94,6 +95,11 @@ class Quake(faust.Record, serializer="json", coerce=True):
     def to_row(self) -> dict[str, Any]:
         """Every field as a plain Python value (tz-aware UTC datetimes) for SQL."""
         return dict(self.asdict())
+
+
+#: ``Quake`` field names in declaration order: the clean event's columns everywhere
+#: (the sink's statement, the read API, the replay frames).
+QUAKE_FIELDS: tuple[str, ...] = tuple(Quake._options.fields)
 
 
 def _encode_capped(data: bytes, keep_bytes: int) -> tuple[str, dict[str, Any] | None]:

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, RowMapping
 
+from models.records import QUAKE_FIELDS
+
 __all__ = [
     "API_DEFAULT_LIMIT",
     "API_MAX_LIMIT",
@@ -60,30 +62,9 @@ _EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MAX_PARAM_CHARS = 200
 
+#: What the read API returns of a row: the event, its clean-topic lineage, ingest time.
 QUAKE_COLUMNS = (
-    "id",
-    "time",
-    "updated",
-    "magnitude",
-    "mag_type",
-    "place",
-    "longitude",
-    "latitude",
-    "depth",
-    "status",
-    "event_type",
-    "tsunami",
-    "significance",
-    "url",
-    "felt",
-    "cdi",
-    "mmi",
-    "alert",
-    "net",
-    "code",
-    "title",
-    "fetched_at",
-    "source_url",
+    *(name for name in QUAKE_FIELDS if name not in ("raw_partition", "raw_offset")),
     "kafka_partition",
     "kafka_offset",
     "ingested_at",

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 import pandas as pd
 
+from models.records import QUAKE_FIELDS
 from streamapp.exceptions import StreamappError
 from streamapp.settings import Settings
 
@@ -133,34 +134,7 @@ DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "decode_error",
 )
 #: ``models.records.Quake`` fields in declaration order (also the table's columns).
-CLEAN_COLUMNS: tuple[str, ...] = (
-    *META_COLUMNS,
-    "id",
-    "time",
-    "updated",
-    "longitude",
-    "latitude",
-    "depth",
-    "magnitude",
-    "mag_type",
-    "place",
-    "status",
-    "event_type",
-    "tsunami",
-    "significance",
-    "url",
-    "felt",
-    "cdi",
-    "mmi",
-    "alert",
-    "net",
-    "code",
-    "title",
-    "fetched_at",
-    "source_url",
-    "raw_partition",
-    "raw_offset",
-)
+CLEAN_COLUMNS: tuple[str, ...] = (*META_COLUMNS, *QUAKE_FIELDS)
 _CLEAN_NUMERIC = (
     "longitude",
     "latitude",

@@ -20,6 +20,7 @@ from psycopg2.extensions import cursor as PgCursor
 from psycopg2.extras import Json, execute_values
 from sqlalchemy.engine import Engine
 
+from models.records import QUAKE_FIELDS
 from streamapp.db import get_engine, qualified, transaction
 from streamapp.exceptions import PermanentSinkError, TransientSinkError
 from streamapp.settings import Settings
@@ -52,35 +53,7 @@ except ImportError:  # pragma: no cover - the standard library does the same job
 
 #: Columns of ``earthquakes`` written by the sink, in statement order (``ingested_at``
 #: is the database's own ``now()``).
-QUAKE_COLUMNS: tuple[str, ...] = (
-    "id",
-    "time",
-    "updated",
-    "magnitude",
-    "mag_type",
-    "place",
-    "longitude",
-    "latitude",
-    "depth",
-    "status",
-    "event_type",
-    "tsunami",
-    "significance",
-    "url",
-    "felt",
-    "cdi",
-    "mmi",
-    "alert",
-    "net",
-    "code",
-    "title",
-    "fetched_at",
-    "source_url",
-    "raw_partition",
-    "raw_offset",
-    "kafka_partition",
-    "kafka_offset",
-)
+QUAKE_COLUMNS: tuple[str, ...] = (*QUAKE_FIELDS, "kafka_partition", "kafka_offset")
 
 #: Columns of ``dead_letters`` written by the sink, in statement order.
 DEAD_LETTER_COLUMNS: tuple[str, ...] = (
