@@ -341,6 +341,7 @@ class BackgroundProducer:
         }
         self.delivered = 0
         self.failed_sends = 0
+        self.last_failure = ""
         self.started_at = 0.0
         self.finished_at: float | None = None
         self.error: BaseException | None = None
@@ -364,7 +365,8 @@ class BackgroundProducer:
         if self._thread.is_alive():
             raise AssertionError(
                 f"producer still running after {timeout}s "
-                f"({self.delivered}/{len(self.messages)} delivered)"
+                f"({self.delivered}/{len(self.messages)} delivered; "
+                f"{self.failed_sends} failed sends, last {self.last_failure!r})"
             )
         if self.error is not None:
             raise AssertionError(f"producer failed: {self.error!r}")
@@ -437,6 +439,8 @@ class BackgroundProducer:
             self.delivered += len(pending) - len(failed)
             if failed:
                 self.failed_sends += len(failed)
+                first = next(r for r in results if isinstance(r, BaseException))
+                self.last_failure = f"{type(first).__name__}: {first}"
                 if self._stop.is_set():
                     return
                 await asyncio.sleep(delay)
