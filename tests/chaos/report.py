@@ -48,6 +48,33 @@ Columns:
 """
 
 
+SECURITY = """\
+## Security checks (tests/integration/test_security.py, run by `make test`)
+
+* The app's PostgreSQL role is no superuser (no CREATEROLE, CREATEDB, REPLICATION,
+  BYPASSRLS), is a member of no other role, owns only its database and the objects
+  its migrations create, and is refused CREATE ROLE/DATABASE, ALTER SYSTEM,
+  SET ROLE postgres, reading pg_authid, COPY ... TO PROGRAM, pg_read_file and
+  CREATE EXTENSION.
+* On a private stack with a random PostgreSQL password, the password appears
+  nowhere in the worker's log, its command line, its /health, /api/*, /metrics and
+  dashboard responses, before and while PostgreSQL is down (errors name the
+  redacted URL `postgresql://streamapp:***@...`), nor does a wrong password in the
+  log of a worker refused by PostgreSQL.
+* A malformed DATABASE_URL or KAFKA_BOOTSTRAP_SERVERS stops `faust -A streamapp
+  worker` with a non-zero status and one line (`streamapp: configuration error:
+  ...`), no traceback, and without echoing a password from the URL.
+* Kafka client security comes from the settings: `KAFKA_SECURITY_PROTOCOL`
+  (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), `KAFKA_SASL_MECHANISM` (PLAIN,
+  SCRAM-SHA-256, SCRAM-SHA-512), `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD`,
+  `KAFKA_SSL_CAFILE`, `KAFKA_SSL_CERTFILE`, `KAFKA_SSL_KEYFILE`. The test checks
+  they reach the Faust app's `broker_credentials`, what its producer and consumer
+  hand to aiokafka, and `streamapp.kafka.aiokafka_kwargs` (health, replay, lag):
+  same protocol, mechanism, user, password, and an SSL context that verifies the
+  broker (CERT_REQUIRED, hostname check) against the configured CA.
+"""
+
+
 def _row(i: int, f: Figures) -> str:
     return (
         f"| {i} | {f.title} | {f.events_sent:,} | {f.raw_messages:,} | "
@@ -128,6 +155,7 @@ def render(results: dict[str, Figures], profile: Profile) -> str:
             for p in f.problems:
                 parts.append(f"* {p}")
         parts.append("")
+    parts.append(SECURITY)
     parts.append("## Closing note\n")
     parts.append(table(results) + "\n")
     block = json.dumps({k: results[k].as_dict() for k in _ordered(results)}, indent=1)

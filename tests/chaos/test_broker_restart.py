@@ -34,6 +34,7 @@ def test_broker_restarted_mid_stream(
     chaos_report: Report,
 ) -> None:
     run = chaos_run(private_target, "broker")
+    stream_seconds = STREAM_SECONDS * profile.time_scale
     data = make_chaos_data(
         profile.events,
         seed=404,
@@ -46,13 +47,13 @@ def test_broker_restarted_mid_stream(
     worker = run.start_worker()
     worker.wait_healthy()
     progress = run.watch()
-    rate = max(20.0, profile.events / STREAM_SECONDS)
+    rate = max(20.0, profile.events / stream_seconds)
     producer = BackgroundProducer(
         run.settings, run.settings.topic_raw, data.messages, rate=rate
     ).start()
     moving = progress.wait_progress(time.monotonic(), 180, alive=worker.assert_alive)
     assert moving is not None, worker.tail()
-    time.sleep(STREAM_SECONDS * 0.2)
+    time.sleep(stream_seconds * 0.2)
 
     stopping = time.monotonic()
     stored_at_stop = progress.latest()[1]

@@ -61,6 +61,7 @@ def test_two_workers_one_killed_takeover_and_rejoin(
     chaos_report: Report,
 ) -> None:
     run = chaos_run(shared_target, "rebalance")
+    stream_seconds = STREAM_SECONDS * profile.time_scale
     data = make_chaos_data(
         profile.events,
         seed=202,
@@ -79,7 +80,7 @@ def test_two_workers_one_killed_takeover_and_rejoin(
     first.wait_healthy()
     second.wait_healthy()
     progress = run.watch()
-    rate = max(20.0, profile.events / STREAM_SECONDS)
+    rate = max(20.0, profile.events / stream_seconds)
     producer = BackgroundProducer(
         run.settings, run.settings.topic_raw, data.messages, rate=rate
     ).start()
@@ -88,7 +89,7 @@ def test_two_workers_one_killed_takeover_and_rejoin(
     for w in (first, second):
         took = wait_handling(w, 180)
         assert took is not None, f"a worker never got partitions:\n{w.tail()}"
-    time.sleep(STREAM_SECONDS * 0.15)
+    time.sleep(stream_seconds * 0.15)
     before = (handled(first), handled(second))
 
     second.kill()

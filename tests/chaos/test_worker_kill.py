@@ -36,6 +36,7 @@ def test_worker_sigkilled_three_times(
 ) -> None:
     rng = random.Random()
     run = chaos_run(shared_target, "sigkill")
+    stream_seconds = STREAM_SECONDS * profile.time_scale
     data = make_chaos_data(
         profile.events,
         seed=101,
@@ -52,7 +53,7 @@ def test_worker_sigkilled_three_times(
         run.settings,
         run.settings.topic_raw,
         data.messages,
-        rate=max(20.0, profile.events / STREAM_SECONDS),
+        rate=max(20.0, profile.events / stream_seconds),
     ).start()
     total_rows, _, total_letters = expected_totals(data)
 
@@ -97,7 +98,7 @@ def test_worker_sigkilled_three_times(
     figures.notes[:0] = details
     figures.notes.append(
         f"{data.describe['messages']:,} messages offered at "
-        f"{max(20.0, profile.events / STREAM_SECONDS):.0f}/s: "
+        f"{max(20.0, profile.events / stream_seconds):.0f}/s: "
         f"{data.describe['invalid']:,} invalid, {data.describe['revisions']:,} "
         f"revisions, {data.describe['stale_copies']:,} stale copies"
     )
