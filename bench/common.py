@@ -372,6 +372,8 @@ class ProcessMonitor:
         self.pid = pid
         self.interval = interval
         self.samples: list[tuple[float, float, int]] = []  # (epoch, cpu s, rss bytes)
+        #: (epoch, busy CPU seconds of the whole machine, all cores together)
+        self.system: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -403,6 +405,8 @@ class ProcessMonitor:
             sample = self._sample()
             if sample is not None:
                 self.samples.append(sample)
+                t = psutil.cpu_times()
+                self.system.append((sample[0], t.user + t.nice + t.system + t.irq))
             self._stop.wait(self.interval)
 
     def cpu_at(self, t: float) -> float:
@@ -432,6 +436,13 @@ class ProcessMonitor:
             out["cpu_cores"] = round(cpu / (end - start), 2)
             if window:
                 out["peak_rss_mib_window"] = round(max(window) / 2**20, 1)
+            busy = [b for b in self.system if start <= b[0] <= end]
+            if len(busy) >= 2 and busy[-1][0] > busy[0][0]:
+                # Everything on the machine: this contender, Kafka, PostgreSQL, the
+                # harness and whatever else ran (other people's work).
+                out["machine_busy_cores"] = round(
+                    (busy[-1][1] - busy[0][1]) / (busy[-1][0] - busy[0][0]), 2
+                )
         return out
 
 

@@ -175,9 +175,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     out.append("")
     out.append(
         "| contender | events/s | seconds | x naive | x peer | % of consume-only "
-        "| CPU s | cores | peak RSS MiB |"
+        "| CPU s | cores | peak RSS MiB | machine busy cores |"
     )
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label in ("streamapp", "peer", "naive"):
         c = results.get("contenders", {}).get(label)
         if not c:
@@ -190,14 +190,15 @@ def markdown_table(results: dict[str, Any]) -> str:
             f" | {_fmt(ratio(rate, naive), 2, 'x')} | {_fmt(ratio(rate, peer), 2, 'x')}"
             f" | {_fmt(pct, 1, ' %')}"
             f" | {_fmt(r.get('cpu_seconds'), 1)} | {_fmt(r.get('cpu_cores'), 2)}"
-            f" | {_fmt(r.get('peak_rss_mib'))} |"
+            f" | {_fmt(r.get('peak_rss_mib'))}"
+            f" | {_fmt(r.get('machine_busy_cores'), 2)} |"
         )
     if lim:
         out.append(
             f"| limit: aiokafka consume-only | {_fmt(consume)} "
             f"| {_fmt(lim.get('consume_only', {}).get('seconds'), 2)} "
             f"| {_fmt(ratio(consume, naive), 2, 'x')} "
-            f"| {_fmt(ratio(consume, peer), 2, 'x')} | 100.0 % | | | |"
+            f"| {_fmt(ratio(consume, peer), 2, 'x')} | 100.0 % | | | | |"
         )
         fnull = lim.get("faust_consume_only", {})
         if fnull:
@@ -210,19 +211,20 @@ def markdown_table(results: dict[str, Any]) -> str:
                 f"| {_fmt(_pct(rate, consume), 1, ' %')} "
                 f"| {_fmt(fnull.get('resources', {}).get('cpu_seconds'), 1)} "
                 f"| {_fmt(fnull.get('resources', {}).get('cpu_cores'), 2)} "
-                f"| {_fmt(fnull.get('resources', {}).get('peak_rss_mib'))} |"
+                f"| {_fmt(fnull.get('resources', {}).get('peak_rss_mib'))} "
+                f"| {_fmt(fnull.get('resources', {}).get('machine_busy_cores'), 2)} |"
             )
         out.append(
             f"| limit: PostgreSQL COPY (unlogged) | {_fmt(copy)} "
             f"| {_fmt(lim.get('copy', {}).get('seconds'), 2)} "
             f"| {_fmt(ratio(copy, naive), 2, 'x')} | {_fmt(ratio(copy, peer), 2, 'x')}"
-            " | | | | |"
+            " | | | | | |"
         )
         if python:
             out.append(
                 f"| limit: validate_raw only, 1 core | "
                 f"{_fmt(python.get('validate_per_s'))} "
-                f"| {_fmt(python.get('validate_seconds'), 2)} | | | | | | |"
+                f"| {_fmt(python.get('validate_seconds'), 2)} | | | | | | | |"
             )
     out.append("")
     stages = results.get("contenders", {}).get("streamapp", {}).get("stages")
@@ -272,9 +274,9 @@ def markdown_table(results: dict[str, Any]) -> str:
         out.append("")
         out.append(
             "| contender | p50 s | p95 s | p99 s | max s | rows | written p99 s "
-            "| CPU cores | peak RSS MiB |"
+            "| CPU cores | peak RSS MiB | machine busy cores |"
         )
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for label, lat in lats.items():
             c = lat.get("committed", {})
             w = lat.get("written", {})
@@ -288,7 +290,8 @@ def markdown_table(results: dict[str, Any]) -> str:
                 f"| {name} | {_fmt(c.get('p50'), 3)} | {_fmt(c.get('p95'), 3)} "
                 f"| {_fmt(c.get('p99'), 3)} | {_fmt(c.get('max'), 3)} "
                 f"| {_fmt(c.get('n'))} | {_fmt(w.get('p99'), 3)} "
-                f"| {_fmt(r.get('cpu_cores'), 2)} | {_fmt(r.get('peak_rss_mib'))} |"
+                f"| {_fmt(r.get('cpu_cores'), 2)} | {_fmt(r.get('peak_rss_mib'))} "
+                f"| {_fmt(r.get('machine_busy_cores'), 2)} |"
             )
         out.append("")
     out.append("### Targets")
@@ -322,7 +325,11 @@ def chart(results: dict[str, Any], path: Path = PNG) -> None:
             rates.append(rate)
             colors.append(color)
     lim = results.get("limits", {})
-    for key, name in (("consume_only", "consume-only\nlimit"), ("copy", "COPY\nlimit")):
+    for key, name in (
+        ("faust_consume_only", "Faust\nconsume-only"),
+        ("consume_only", "aiokafka\nconsume-only"),
+        ("copy", "COPY\nlimit"),
+    ):
         rate = lim.get(key, {}).get("events_per_s")
         if rate:
             names.append(name)

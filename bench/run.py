@@ -191,6 +191,8 @@ class Contender:
             if all("cpu_seconds" in p for p in per):
                 out["cpu_seconds"] = round(sum(p["cpu_seconds"] for p in per), 2)
                 out["cpu_cores"] = round(sum(p["cpu_cores"] for p in per), 2)
+            if "machine_busy_cores" in per[0]:
+                out["machine_busy_cores"] = per[0]["machine_busy_cores"]
         return out
 
     def logs(self) -> list[str]:
