@@ -50,8 +50,12 @@ def route(
         )
     except InvalidRecord as exc:
         letter = DeadLetter.build(value, key, topic, partition, offset, exc)
+        # The dead letter is keyed by the original key only while that fits: a huge
+        # key would make the dead letter itself too large for Kafka (a poison pill
+        # retried for ever). The letter keeps the key, or its prefix and sha256.
+        letter_key = key if key is None or not letter.key_truncated() else None
         return False, Outgoing(
-            dead_letter_topic, key, letter.dumps(), headers=letter.headers()
+            dead_letter_topic, letter_key, letter.dumps(), headers=letter.headers()
         )
     return True, Outgoing(clean_topic, quake.id.encode("utf-8"), quake.dumps())
 

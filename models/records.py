@@ -228,6 +228,11 @@ class DeadLetter(faust.Record, serializer="json", coerce=True):
             return None
         return base64.b64decode(self.key_b64, validate=True)
 
+    def key_truncated(self) -> bool:
+        """True when only a prefix of the original key was kept."""
+        info = self.error_detail.get("_key")
+        return isinstance(info, dict) and bool(info.get("truncated"))
+
     def is_truncated(self) -> bool:
         """True when only a prefix of the original payload was kept."""
         info = self.error_detail.get("_payload")

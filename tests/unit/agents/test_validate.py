@@ -133,3 +133,21 @@ async def test_agent_does_not_ack_when_delivery_fails(
         await validate_module.forward([FakeEvent()])  # type: ignore[list-item]
     assert calls == 1
     assert acked == []
+
+
+def test_dead_letter_of_a_huge_key_is_not_keyed_by_it() -> None:
+    """A 2 MiB key must not ride along as the dead letter's Kafka key (too large)."""
+    huge = b"K" * (2 * 1024 * 1024)
+    ok, out = route(b"not json", huge, topic="raw", partition=0, offset=3)
+    assert not ok
+    assert out.key is None
+    assert len(out.value) < 1_000_000  # the producer's max_request_size
+    letter = DeadLetter.loads(out.value)
+    assert letter.key_truncated()
+    assert letter.error_detail["_key"]["original_length"] == len(huge)
+
+
+def test_dead_letter_keeps_a_normal_key() -> None:
+    ok, out = route(b"not json", b"us7000abcd", topic="raw", partition=0, offset=4)
+    assert not ok
+    assert out.key == b"us7000abcd"
