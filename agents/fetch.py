@@ -343,7 +343,8 @@ class FetchState:
     ready: Callable[[], bool] = lambda: True
     max_value_bytes: int | None = None
     source: Source | None = None
-    #: ``time.monotonic()`` before which no poll is made (a long ``Retry-After``).
+    #: ``time.monotonic()`` before which no poll is made: the next interval, or a
+    #: longer ``Retry-After``. 0 polls on the first tick, right after start.
     not_before: float = 0.0
     waiting_logged: bool = False
 
@@ -382,12 +383,11 @@ async def fetch_tick(
         log.exception("fetch_quakes: poll of %s failed", source.url)
         return None
     if result.ok:
-        state.not_before = 0.0
+        state.not_before = monotonic() + state.interval
         log.info("fetch_quakes: %s from %s", result.summary, result.source_url)
         return result
     wait = max(state.interval, result.retry_after or 0.0)
-    if wait > state.interval:  # the server asked for a longer pause than the interval
-        state.not_before = monotonic() + wait
+    state.not_before = monotonic() + wait
     _log_failure(result, wait, offline_hint=state.source_name == "usgs")
     return result
 
@@ -436,9 +436,14 @@ fetch_state = FetchState(
 )
 
 
-@app.timer(settings.fetch_interval_seconds, on_leader=True)
+#: The timer wakes up this often and polls when the interval has passed, so the
+#: first poll comes right after start (and after a rebalance), not an interval later.
+TICK_SECONDS = min(settings.fetch_interval_seconds, 1.0)
+
+
+@app.timer(TICK_SECONDS, on_leader=True)
 async def fetch_quakes() -> None:
-    """Poll the source once (leader only) and send what is new to the raw topic."""
+    """Poll the source when due (leader only) and send what is new to raw."""
     await fetch_tick(fetch_state)
 
 

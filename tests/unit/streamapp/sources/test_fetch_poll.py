@@ -321,9 +321,25 @@ async def test_tick_logs_one_line_with_the_next_poll_and_the_hint(
     assert text.startswith(f"fetch_quakes: source failed: cannot connect to {URL}")
     assert "next poll at " in text and "(in 60s)" in text
     assert text.endswith("to run offline set SOURCE=replay")
-    assert state.not_before == 0.0  # the normal interval applies
-    good = await fetch_tick(state, counters=counters, monotonic=lambda: 0.0)
+    assert state.not_before == 60.0  # the normal interval applies
+    assert await fetch_tick(state, counters=counters, monotonic=lambda: 59.0) is None
+    good = await fetch_tick(state, counters=counters, monotonic=lambda: 60.0)
     assert good is not None and good.produced == 8
+
+
+async def test_tick_polls_at_once_then_once_per_interval(
+    counters: PipelineStats,
+) -> None:
+    source = FakeSource([FEATURES, FEATURES])
+    state = tick_state(source)
+    first = await fetch_tick(state, counters=counters, monotonic=lambda: 5.0)
+    assert first is not None and first.produced == 8  # the first tick polls
+    for t in (6.0, 30.0, 64.9):
+        tick = await fetch_tick(state, counters=counters, monotonic=lambda t=t: t)
+        assert tick is None
+    assert source.calls == 1
+    second = await fetch_tick(state, counters=counters, monotonic=lambda: 65.0)
+    assert second is not None and second.skipped_unchanged == 8
 
 
 async def test_tick_honours_a_long_retry_after(counters: PipelineStats) -> None:
