@@ -13,6 +13,10 @@ Changes:
 * ``validate_batch_5000``: ``noack_take(5000, within=0.2)`` in ``validate_quakes``.
 * ``no_pre_ping``: the sink's SQLAlchemy engine without ``pool_pre_ping`` (one
   round trip less per batch).
+* ``fused``: the clean topic is still produced, but not consumed back: the
+  validation agent upserts its valid rows itself (the same ``QuakeSink``, one
+  COPY-merge per batch, lineage = the raw message) before it delivers the clean and
+  dead-letter messages and acks; ``store_quakes`` is removed from the app.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ CHANGES = (
     "lz4",
     "validate_batch_5000",
     "no_pre_ping",
+    "fused",
 )
 
 
@@ -61,6 +66,67 @@ def apply(names: list[str]) -> None:
             return make(settings, **kwargs)
 
         db.make_engine = _engine  # type: ignore[assignment]
+    if "fused" in names:
+        _fuse(app)
+
+
+def _fuse(app: Any) -> None:
+    """Validate and upsert in one agent (see the module docstring)."""
+    import agents.store
+    import agents.validate as v
+    from models.records import DeadLetter
+    from models.validation import validate_raw
+    from streamapp.app import settings
+    from streamapp.delivery import Outgoing, deliver
+    from streamapp.exceptions import InvalidRecord
+    from streamapp.sink import Item, QuakeSink, quake_row
+    from streamapp.stats import stats
+    from streamapp.topics import clean_topic, dead_letter_topic
+
+    for name in [n for n in app.agents if n.endswith("store_quakes")]:
+        del app.agents[name]
+    del agents.store
+    sink: list[QuakeSink] = []
+
+    async def forward(events: Any) -> tuple[int, int]:
+        if not sink:
+            sink.append(QuakeSink(settings))
+        outgoing: list[Outgoing] = []
+        invalid = 0
+        for event in events:
+            m = event.message
+            value = v._as_bytes(event.value)
+            try:
+                quake = validate_raw(
+                    value,
+                    max_bytes=settings.max_message_bytes,
+                    max_depth=settings.max_json_depth,
+                    partition=m.partition,
+                    offset=m.offset,
+                )
+            except InvalidRecord as exc:
+                key = v._as_bytes(event.key)
+                letter = DeadLetter.build(
+                    value, key, m.topic, m.partition, m.offset, exc
+                )
+                outgoing.append(
+                    Outgoing(dead_letter_topic, key, letter.dumps(), letter.headers())
+                )
+                invalid += 1
+                continue
+            sink[0].add(Item(quake_row(quake, partition=m.partition, offset=m.offset)))
+            outgoing.append(Outgoing(clean_topic, quake.id.encode(), quake.dumps()))
+        rejected = await sink[0].flush()
+        if rejected:
+            raise RuntimeError(f"fused what-if: {len(rejected)} row(s) rejected")
+        await deliver(outgoing)
+        for event in events:
+            event.ack()
+        stats.incr("valid", len(events) - invalid)
+        stats.incr("upserted", len(events) - invalid)
+        return len(events) - invalid, invalid
+
+    v.forward = forward  # type: ignore[assignment]
 
 
 def main() -> None:
