@@ -144,15 +144,17 @@ async def delete_topics(settings: Settings, names: Sequence[str]) -> None:
         await admin.close()
 
 
-async def delete_groups(settings: Settings, groups: Sequence[str]) -> None:
-    """Delete consumer groups named ``bench-*`` (best effort)."""
-    groups = [g for g in groups if g.startswith("bench-")]
-    if not groups:
-        return
+async def delete_groups(settings: Settings, prefix: str) -> None:
+    """Delete the consumer groups whose names start with ``prefix`` (``bench-*``)."""
+    if not prefix.startswith("bench-"):
+        raise ValueError(f"refusing to delete groups named {prefix}*")
     admin = await _admin(settings)
     try:
         with contextlib.suppress(Exception):
-            await admin.delete_consumer_groups(groups)
+            listed = await admin.list_consumer_groups()
+            groups = [g[0] for g in listed if str(g[0]).startswith(prefix)]
+            if groups:
+                await admin.delete_consumer_groups(groups)
     finally:
         await admin.close()
 

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -40,6 +41,11 @@ async def consume(args: argparse.Namespace) -> None:
         enable_auto_commit=True,
     )
     await consumer.start()
+    # SIGTERM (the harness, when done) cancels the loop, so the consumer leaves its
+    # group cleanly in ``finally`` and the group can be deleted at once.
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     status = Path(args.status)
     first = True
     try:
@@ -78,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--schema", required=True)
     parser.add_argument("--status", required=True)
     args = parser.parse_args(argv)
-    asyncio.run(consume(args))
+    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+        asyncio.run(consume(args))
 
 
 if __name__ == "__main__":

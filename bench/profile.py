@@ -32,7 +32,8 @@ CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
         "PostgreSQL (psycopg2, sink, SQLAlchemy)",
         re.compile(r"psycopg2|sink\.py|sqlalchemy|db\.py"),
     ),
-    ("Kafka client (aiokafka)", re.compile(r"aiokafka|kafka/")),
+    ("Kafka client (aiokafka, confluent-kafka)", re.compile(r"aiokafka|kafka/")),
+    ("Quix Streams (peer)", re.compile(r"quixstreams/")),
     ("Faust streams / agents / topics", re.compile(r"faust/|mode/")),
     ("asyncio event loop", re.compile(r"asyncio/|selectors|uvloop")),
 ]

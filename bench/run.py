@@ -98,7 +98,7 @@ async def cleanup(ctx: Context, run: Run) -> None:
     with contextlib.suppress(Exception):
         await common.delete_prefixed_topics(settings, run.prefix)
     with contextlib.suppress(Exception):
-        await common.delete_groups(settings, [run.group])
+        await common.delete_groups(settings, run.prefix)
     with contextlib.suppress(Exception):
         await asyncio.to_thread(common.drop_schema, settings)
     shutil.rmtree(faust_datadir(run), ignore_errors=True)
