@@ -133,7 +133,7 @@ def worker_env(ctx: Context, settings: Settings, port: int) -> dict[str, str]:
         settings,
         SOURCE="replay",
         REPLAY_FILE=str(empty),
-        # The fetch timer fires after its first interval: never, during a run.
+        # The fetcher polls the (empty) replay file at start, then never again.
         FETCH_INTERVAL_SECONDS="1000000000",
         WEB_PORT=str(port),
         LOG_LEVEL="warning",
