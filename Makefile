@@ -81,6 +81,19 @@ notebook-run: venv up ## execute the EDA notebook headless into /tmp/eda.execute
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute notebooks/eda.ipynb \
 		--output-dir /tmp --output eda.executed.ipynb
 
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.streamapp-bench-installed
+
+$(BENCH_STAMP): $(VENV_STAMP) setup.cfg
+	$(PY) -m pip install -q $(PIP_CONSTRAINTS) -e '.[dev,notebook,bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP) up ## full benchmark (N=200,000 + latency); writes docs/benchmarks.md/.png
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(BENCH_STAMP) up ## quick benchmark (N=20,000, < 2 min); JSON in bench/results/
+	$(PY) -m bench.run --quick $(BENCH_ARGS)
+
 lint: venv ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -28,6 +28,11 @@ def _load() -> Settings:
 
 settings: Settings = _load()
 
+#: Tables live in memory and recover from their changelog topics; Faust still wants
+#: a data directory (it creates only the last level), kept out of the working tree.
+DATADIR = Path(tempfile.gettempdir()) / "streamapp-faust" / settings.app_id
+DATADIR.parent.mkdir(parents=True, exist_ok=True)
+
 app = StreamApp(
     settings.app_id,
     broker=settings.kafka_broker_url,
@@ -35,9 +40,7 @@ app = StreamApp(
     autodiscover=AUTODISCOVER,
     origin="streamapp",
     store="memory://",
-    # Tables live in memory and recover from their changelog topics; Faust still
-    # wants a data directory, kept out of the working tree.
-    datadir=str(Path(tempfile.gettempdir()) / "streamapp-faust" / settings.app_id),
+    datadir=str(DATADIR),
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=settings.topic_replication_factor,
     topic_allow_declare=True,
