@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,6 @@ class Profile:
     hostile: int
     #: Seconds the pipeline may take to drain after the last fault.
     drain_timeout: float
-    #: Features per good poll of the source scenario.
-    page: int
     #: Where the suite writes its report.
     report_path: Path
     #: Multiplies each scenario's streaming time (the CI profile streams faster).
@@ -54,10 +52,6 @@ class Profile:
     invalid_share: float = 0.05
     revision_share: float = 0.05
     stale_share: float = 0.01
-
-    @property
-    def writes_docs(self) -> bool:
-        return self.report_path == ROOT / "docs" / "reliability.md"
 
 
 def load_profile(environ: dict[str, str] | None = None) -> Profile:
@@ -72,7 +66,6 @@ def load_profile(environ: dict[str, str] | None = None) -> Profile:
             events=20_000,
             hostile=1_200,
             drain_timeout=900.0,
-            page=2_500,
             report_path=path,
         )
     if name != "ci":
@@ -83,7 +76,6 @@ def load_profile(environ: dict[str, str] | None = None) -> Profile:
         events=3_000,
         hostile=1_000,
         drain_timeout=300.0,
-        page=600,
         report_path=Path(override) if override else default,
         time_scale=0.7,
     )
@@ -565,15 +557,26 @@ class Progress(threading.Thread):
                 best = (total, per)
             return best
 
+    def first_after(self, t: float) -> tuple[float, int, dict[int, int]] | None:
+        """The first sample taken at or after ``t``."""
+        with self._lock:
+            for sample in self.samples:
+                if sample[0] >= t:
+                    return sample
+        return None
+
     def progressed_since(
         self, t: float, partitions: Sequence[int] | None = None
     ) -> float | None:
-        """When (monotonic) the first sample after ``t`` showed progress: a larger
-        total (any partition), or, given ``partitions``, a larger offset in EVERY one
-        of them. None if not yet."""
-        total0, per0 = self.at(t)
+        """When (monotonic) a sample first showed progress over the first sample
+        taken at or after ``t`` (so nothing stored before ``t`` counts): a larger
+        total, or, given ``partitions``, a larger offset in EVERY one of them."""
+        first = self.first_after(t)
+        if first is None:
+            return None
+        ts0, total0, per0 = first
         with self._lock:
-            samples = [s for s in self.samples if s[0] > t]
+            samples = [s for s in self.samples if s[0] > ts0]
         for ts, total, per in samples:
             if partitions is None:
                 if total > total0:
@@ -985,11 +988,6 @@ def rss_kib(pid: int) -> tuple[int, int]:
 
 def fmt_seconds(values: Sequence[float | None]) -> str:
     return ", ".join("never" if v is None else f"{v:.1f} s" for v in values)
-
-
-def chunks(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
 
 
 def settle(

@@ -122,8 +122,9 @@ def render(results: dict[str, Figures], profile: Profile) -> str:
     )
     parts = [INTRO.format(command=command)]
     stamps = sorted({f.measured_at for f in results.values() if f.measured_at})
+    when = " to ".join(dict.fromkeys([stamps[0], stamps[-1]])) if stamps else "n/a"
     parts.append(
-        f"Profile **{profile.name}**; measured {', '.join(stamps) or 'n/a'} on "
+        f"Profile **{profile.name}**; measured {when} on "
         f"{platform.machine()} Linux, {_cores()} cores shared with other work "
         "(times are wall-clock on a busy machine, not benchmarks).\n"
     )
