@@ -81,6 +81,9 @@ notebook-run: venv up ## execute the EDA notebook headless into /tmp/eda.execute
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute notebooks/eda.ipynb \
 		--output-dir /tmp --output eda.executed.ipynb
 
+chaos: venv jars up ## fault-injection suite, full profile (>= 20,000 events a scenario); writes docs/reliability.md
+	CHAOS_PROFILE=full $(PY) -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
+
 BENCH_ARGS ?=
 BENCH_STAMP := $(VENV)/.streamapp-bench-installed
 
