@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from streamapp.settings import Settings
 __all__ = [
     "DurableProducer",
     "DurableTransport",
+    "GaplessConsumer",
     "StreamApp",
     "aiokafka_kwargs",
     "faust_credentials",
@@ -79,10 +81,46 @@ class DurableProducer(aiokafka_driver.Producer):
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
+class GaplessConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka consumer that never commits past an offset it did not ack.
+
+    faust-streaming's ``Consumer._new_offset`` refuses to commit over a hole at the
+    head of the acked offsets only when the hole is wider than one message
+    (``min(acked) - committed > 1``, with ``committed`` the next offset to read),
+    and not at all when ``committed`` is 0. A single message that was fetched but
+    never reached the agent (seen right after a worker joined the group during
+    table recovery) was then committed past and lost. Here any hole holds the
+    commit back, and is remembered in :attr:`holes` so that ``agents.heal`` can
+    seek back and read the message again (at least once; the sinks are idempotent).
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        #: tp -> (first offset not acked, monotonic time the hole was first seen).
+        self.holes: dict[Any, tuple[int, float]] = {}
+
+    def _new_offset(self, tp: Any) -> int | None:
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        if (
+            committed is not None
+            and acked
+            and not self._gap[tp]
+            and (min(acked) > committed)
+        ):
+            seen = self.holes.get(tp)
+            if seen is None or seen[0] != committed:
+                self.holes[tp] = (committed, time.monotonic())
+            return None
+        self.holes.pop(tp, None)
+        return super()._new_offset(tp)
+
+
 class DurableTransport(aiokafka_driver.Transport):
-    """The aiokafka transport, producing with :class:`DurableProducer`."""
+    """The aiokafka transport: :class:`DurableProducer`, :class:`GaplessConsumer`."""
 
     Producer = DurableProducer
+    Consumer = GaplessConsumer
 
 
 class StreamApp(faust.App):
