@@ -951,10 +951,11 @@ class ChaosRun:
             self.db.drop()
         except psycopg2.Error as exc:
             print(f"chaos: dropping schema {self.db.schema}: {exc!r}")
-        shutil.rmtree(
-            Path(tempfile.gettempdir()) / "streamapp-faust" / self.tag,
-            ignore_errors=True,
-        )
+        # Faust data dirs of every app id of this run (``<tag>``, ``<tag>-...``).
+        for folder in (Path(tempfile.gettempdir()) / "streamapp-faust").glob(
+            f"{self.tag}*"
+        ):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def expected_totals(

@@ -14,12 +14,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -33,12 +36,13 @@ import psycopg2.errors
 import pytest
 
 from streamapp.db import migrate
-from streamapp.settings import Settings
+from streamapp.settings import Settings, load_settings
 from tests.chaos import private_stack
 from tests.chaos.harness import (
     BackgroundProducer,
     ChaosRun,
     Target,
+    delete_topics_with_prefix,
     expected_totals,
     make_chaos_data,
 )
@@ -260,14 +264,9 @@ BAD_CONFIG = [
 
 @pytest.mark.parametrize(("name", "value"), BAD_CONFIG)
 def test_malformed_config_stops_the_worker_with_one_line(name: str, value: str) -> None:
+    app_id = "sec-badconfig-" + secrets.token_hex(4)
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
-    env.update(
-        {
-            name: value,
-            "APP_ID": "sec-badconfig-" + secrets.token_hex(4),
-            "WEB_PORT": str(free_port()),
-        }
-    )
+    env.update({name: value, "APP_ID": app_id, "WEB_PORT": str(free_port())})
     try:
         out = subprocess.run(
             [str(FAUST), "-A", "streamapp", "worker", "-l", "info"],
@@ -279,6 +278,15 @@ def test_malformed_config_stops_the_worker_with_one_line(name: str, value: str) 
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{name}={value!r}: the worker did not stop within 60 s ({exc})")
+    finally:
+        # A worker that wrongly started may have connected to the shared broker
+        # (yarl drops port 0: localhost:0 becomes localhost:9092).
+        shutil.rmtree(
+            Path(tempfile.gettempdir()) / "streamapp-faust" / app_id,
+            ignore_errors=True,
+        )
+        with contextlib.suppress(Exception):
+            delete_topics_with_prefix(load_settings(), app_id)
     text = (out.stdout + out.stderr).strip()
     assert out.returncode != 0, f"{name}={value!r} was accepted:\n{text[-2000:]}"
     assert "Traceback" not in text, f"{name}={value!r}:\n{text[-3000:]}"
