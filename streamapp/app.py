@@ -35,6 +35,9 @@ DATADIR.parent.mkdir(parents=True, exist_ok=True)
 
 app = StreamApp(
     settings.app_id,
+    # Faust would read its own environment variables (BROKER_URL, BROKER_*,
+    # PRODUCER_*, ...) over these options; streamapp.settings is the one reader.
+    env={},
     broker=settings.kafka_broker_url,
     broker_credentials=faust_credentials(settings),
     autodiscover=AUTODISCOVER,

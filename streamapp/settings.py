@@ -244,7 +244,10 @@ def _validate(s: Settings) -> None:
     )
     _check_choice("KAFKA_SASL_MECHANISM", s.kafka_sasl_mechanism, SASL_MECHANISMS)
     servers = [h.strip() for h in s.kafka_bootstrap_servers.split(",")]
-    if not servers or any(not _HOSTPORT.match(h) for h in servers):
+    if not servers or any(
+        not _HOSTPORT.match(h) or not 1 <= int(h.rsplit(":", 1)[1]) <= 65535
+        for h in servers
+    ):
         raise ConfigError(
             f"KAFKA_BOOTSTRAP_SERVERS={s.kafka_bootstrap_servers!r} is malformed; "
             "use host:port[,host:port], e.g. localhost:9092"
