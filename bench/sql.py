@@ -8,6 +8,7 @@ from typing import Any
 from psycopg2.extras import execute_values
 
 from models.records import DeadLetter, Quake
+from streamapp.sink import DEAD_LETTER_COLUMNS, QUAKE_COLUMNS
 
 __all__ = [
     "DEAD_LETTER_COLUMNS",
@@ -18,23 +19,9 @@ __all__ = [
     "upsert_events",
 ]
 
-#: Columns of ``earthquakes`` written by a sink (``ingested_at`` is the DB default).
-EVENT_COLUMNS: tuple[str, ...] = (
-    *Quake._options.fields,
-    "kafka_partition",
-    "kafka_offset",
-)
-DEAD_LETTER_COLUMNS: tuple[str, ...] = (
-    "source_topic",
-    "source_partition",
-    "source_offset",
-    "key",
-    "payload",
-    "error_kind",
-    "error_message",
-    "error_detail",
-    "failed_at",
-)
+#: Columns of ``earthquakes`` and ``dead_letters`` written by a sink (the project's own
+#: lists, so every contender writes exactly what streamapp writes).
+EVENT_COLUMNS: tuple[str, ...] = QUAKE_COLUMNS
 
 _UPDATE = ", ".join(f"{c} = EXCLUDED.{c}" for c in EVENT_COLUMNS if c != "id")
 #: The upsert of the pipeline: a revision replaces the row only if ``updated`` grew.
