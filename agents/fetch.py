@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from streamapp.app import app, settings
+from streamapp.delivery import failed_future
 from streamapp.exceptions import SourceError, SourceUnavailable
 from streamapp.metrics import observe_fetch
 from streamapp.sources import Source, build_source, encode_raw, feature_id
@@ -155,7 +156,7 @@ class TableVersions:
             try:
                 futures.append(await topic.send(key=key, value=pending[key]))
             except Exception as exc:
-                futures.append(_failed(exc))
+                futures.append(failed_future(exc))
         results = await asyncio.gather(*futures, return_exceptions=True)
         failed = {
             key: pending[key]
@@ -288,7 +289,7 @@ async def poll_once(
         try:
             futures.append(await sender(raw_key, value))
         except Exception as exc:
-            futures.append(_failed(exc))
+            futures.append(failed_future(exc))
         keys.append(key)
     outcomes = await asyncio.gather(*futures, return_exceptions=True)
     errors = [res for res in outcomes if isinstance(res, BaseException)]
@@ -322,12 +323,6 @@ async def poll_once(
     )
     counters.record_fetch(poll.summary)
     return poll
-
-
-def _failed(exc: BaseException) -> asyncio.Future[Any]:
-    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    fut.set_exception(exc)
-    return fut
 
 
 # ---------------------------------------------------------------------- the timer

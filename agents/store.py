@@ -14,7 +14,7 @@ from faust.types import EventT, StreamT
 from models.records import DeadLetter, Quake
 from streamapp.app import app, settings
 from streamapp.db import migrate
-from streamapp.delivery import Outgoing, deliver
+from streamapp.delivery import Outgoing, as_bytes, deliver
 from streamapp.exceptions import InvalidRecord, SinkError, TransientSinkError
 from streamapp.metrics import observe_sink_batch
 from streamapp.sink import (
@@ -94,16 +94,8 @@ async def ensure_schema() -> bool:
         return False
 
 
-def _as_bytes(value: Any) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    return bytes(value)
-
-
 def _payload(event: EventT) -> bytes:
-    value = _as_bytes(event.value)
+    value = as_bytes(event.value)
     if value is None:
         raise ValueError("the message has no value (a tombstone)")
     return value
@@ -112,8 +104,8 @@ def _payload(event: EventT) -> bytes:
 def _letter(event: EventT, error: InvalidRecord) -> DeadLetter:
     message = event.message
     return DeadLetter.build(
-        _as_bytes(message.value),
-        _as_bytes(message.key),
+        as_bytes(message.value),
+        as_bytes(message.key),
         message.topic,
         message.partition,
         message.offset,

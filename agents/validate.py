@@ -12,7 +12,7 @@ from faust.types import EventT, StreamT
 from models.records import DeadLetter
 from models.validation import validate_raw
 from streamapp.app import app, settings
-from streamapp.delivery import Outgoing, deliver
+from streamapp.delivery import Outgoing, as_bytes, deliver
 from streamapp.exceptions import InvalidRecord
 from streamapp.stats import stats
 from streamapp.topics import clean_topic, dead_letter_topic, raw_topic
@@ -68,8 +68,8 @@ async def forward(events: Sequence[EventT]) -> tuple[int, int]:
     for event in events:
         message = event.message
         ok, out = route(
-            _as_bytes(event.value),
-            _as_bytes(event.key),
+            as_bytes(event.value),
+            as_bytes(event.key),
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
@@ -98,14 +98,6 @@ async def validate_quakes(stream: StreamT[Any]) -> None:
     )
     async for events in batches:
         await forward(events)
-
-
-def _as_bytes(value: Any) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    return bytes(value)
 
 
 def _header(out: Outgoing, name: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from faust.types import TopicT
 
-__all__ = ["Outgoing", "deliver"]
+__all__ = ["Outgoing", "as_bytes", "deliver", "failed_future"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ async def deliver(
                     msg.headers or None,
                 )
             except Exception as exc:  # any producer error is retried
-                fut = _failed(exc)
+                fut = failed_future(exc)
             futures.append(fut)
         results = await asyncio.gather(*futures, return_exceptions=True)
         failed = [
@@ -85,7 +85,17 @@ async def deliver(
     return rounds
 
 
-def _failed(exc: BaseException) -> asyncio.Future[Any]:
+def failed_future(exc: BaseException) -> asyncio.Future[Any]:
+    """A future that already failed with ``exc`` (stands in for a send that raised)."""
     fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     fut.set_exception(exc)
     return fut
+
+
+def as_bytes(value: Any) -> bytes | None:
+    """An event's key or value as bytes (the raw codec gives bytes; None stays None)."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value)
