@@ -17,6 +17,7 @@ from streamapp.db import migrate
 from streamapp.delivery import Outgoing, as_bytes, deliver
 from streamapp.exceptions import InvalidRecord, SinkError, TransientSinkError
 from streamapp.metrics import observe_sink_batch
+from streamapp.overlap import InFlight
 from streamapp.sink import (
     DeadLetterSink,
     Item,
@@ -31,6 +32,8 @@ from streamapp.stats import stats
 from streamapp.topics import clean_topic, dead_letter_topic
 
 __all__ = [
+    "commit_quake_batch",
+    "decode_quake_batch",
     "ensure_schema",
     "store_dead_letter_batch",
     "store_dead_letters",
@@ -119,13 +122,11 @@ def _outgoing(letter: DeadLetter) -> Outgoing:
     )
 
 
-async def store_quake_batch(events: Sequence[EventT], sink: QuakeSink) -> int:
-    """Decode, upsert, dead-letter what cannot be stored, then ack the whole batch.
-
-    Returns how many events were upserted. Events are acked only after the
-    database commit AND the broker's receipt of every dead letter; if anything
-    raises (or the task is cancelled) nothing is acked and Kafka redelivers.
-    """
+def decode_quake_batch(
+    events: Sequence[EventT],
+) -> tuple[list[Item], list[DeadLetter]]:
+    """The rows of a batch of clean events, and dead letters for what is not one."""
+    items: list[Item] = []
     letters: list[DeadLetter] = []
     for event in events:
         message = event.message
@@ -155,7 +156,19 @@ async def store_quake_batch(events: Sequence[EventT], sink: QuakeSink) -> int:
                 )
             )
             continue
-        sink.add(Item(row, ref=event))
+        items.append(Item(row, ref=event))
+    return items, letters
+
+
+async def commit_quake_batch(
+    events: Sequence[EventT],
+    items: Sequence[Item],
+    letters: list[DeadLetter],
+    sink: QuakeSink,
+) -> int:
+    """Upsert decoded rows, dead-letter what the database refuses, then ack all."""
+    for item in items:
+        sink.add(item)
     started = time.monotonic()
     rejected: list[Rejected] = await sink.flush()
     observe_sink_batch("earthquakes", len(events), time.monotonic() - started)
@@ -184,6 +197,17 @@ async def store_quake_batch(events: Sequence[EventT], sink: QuakeSink) -> int:
     if letters:
         stats.incr("sink_rejected", len(letters))
     return stored
+
+
+async def store_quake_batch(events: Sequence[EventT], sink: QuakeSink) -> int:
+    """Decode, upsert, dead-letter what cannot be stored, then ack the whole batch.
+
+    Returns how many events were upserted. Events are acked only after the
+    database commit AND the broker's receipt of every dead letter; if anything
+    raises (or the task is cancelled) nothing is acked and Kafka redelivers.
+    """
+    items, letters = decode_quake_batch(events)
+    return await commit_quake_batch(events, items, letters, sink)
 
 
 async def store_dead_letter_batch(
@@ -270,8 +294,12 @@ async def store_quakes(stream: StreamT[Any]) -> None:
         return
     sink = QuakeSink(settings)
     try:
-        async for events in _batches(stream):
-            await store_quake_batch(events, sink)
+        # Batch N+1 is read and decoded while batch N is written (InFlight):
+        # one database transaction at a time, in order, each acked after commit.
+        async with InFlight() as in_flight:
+            async for events in _batches(stream):
+                items, letters = decode_quake_batch(events)
+                await in_flight.submit(commit_quake_batch(events, items, letters, sink))
     finally:
         sink.close()
 
@@ -283,7 +311,8 @@ async def store_dead_letters(stream: StreamT[Any]) -> None:
         return
     sink = DeadLetterSink(settings)
     try:
-        async for events in _batches(stream):
-            await store_dead_letter_batch(events, sink)
+        async with InFlight() as in_flight:
+            async for events in _batches(stream):
+                await in_flight.submit(store_dead_letter_batch(events, sink))
     finally:
         sink.close()

@@ -14,17 +14,18 @@ from models.validation import validate_raw
 from streamapp.app import app, settings
 from streamapp.delivery import Outgoing, as_bytes, deliver
 from streamapp.exceptions import InvalidRecord
+from streamapp.overlap import InFlight
 from streamapp.stats import stats
 from streamapp.topics import clean_topic, dead_letter_topic, raw_topic
 
-__all__ = ["route", "validate_quakes"]
+__all__ = ["deliver_and_ack", "forward", "route", "route_batch", "validate_quakes"]
 
 log = logging.getLogger(__name__)
 
 #: How many raw messages are validated, forwarded and acked together.
 VALIDATE_BATCH = 1000
 #: How long a partial batch waits for more messages before it is processed.
-VALIDATE_WITHIN = 0.2
+VALIDATE_WITHIN = 0.1
 
 
 def route(
@@ -60,8 +61,8 @@ def route(
     return True, Outgoing(clean_topic, quake.id.encode("utf-8"), quake.dumps())
 
 
-async def forward(events: Sequence[EventT]) -> tuple[int, int]:
-    """Route a batch of raw events, deliver every result, then ack the batch."""
+def route_batch(events: Sequence[EventT]) -> tuple[list[Outgoing], int, list[str]]:
+    """Route a batch of raw events: ``(messages, valid count, invalid kinds)``."""
     outgoing: list[Outgoing] = []
     valid = 0
     kinds: list[str] = []
@@ -79,6 +80,13 @@ async def forward(events: Sequence[EventT]) -> tuple[int, int]:
             valid += 1
         else:
             kinds.append(_header(out, "error.kind"))
+    return outgoing, valid, kinds
+
+
+async def deliver_and_ack(
+    events: Sequence[EventT], outgoing: Sequence[Outgoing], valid: int, kinds: list[str]
+) -> tuple[int, int]:
+    """Deliver a routed batch, then ack its input; returns (valid, invalid)."""
     # Kafka must have every clean event and dead letter before the input is acked.
     await deliver(outgoing)
     for event in events:
@@ -89,15 +97,28 @@ async def forward(events: Sequence[EventT]) -> tuple[int, int]:
     return valid, len(kinds)
 
 
+async def forward(events: Sequence[EventT]) -> tuple[int, int]:
+    """Route a batch of raw events, deliver every result, then ack the batch."""
+    outgoing, valid, kinds = route_batch(events)
+    return await deliver_and_ack(events, outgoing, valid, kinds)
+
+
 @app.agent(raw_topic, name="validate_quakes")
 async def validate_quakes(stream: StreamT[Any]) -> None:
-    """Validate every raw message; fan out to the clean and dead-letter topics."""
+    """Validate every raw message; fan out to the clean and dead-letter topics.
+
+    Batch N+1 is read and validated while batch N waits for the broker's acks
+    (:class:`~streamapp.overlap.InFlight`); N+1 is sent only once N is delivered
+    and acked, so the output keeps the input's order.
+    """
     # noack_take yields the Event objects and leaves acking to us (StreamT lacks it).
     batches = cast(Stream[Any], stream).noack_take(
         VALIDATE_BATCH, within=VALIDATE_WITHIN
     )
-    async for events in batches:
-        await forward(events)
+    async with InFlight() as in_flight:
+        async for events in batches:
+            outgoing, valid, kinds = route_batch(events)
+            await in_flight.submit(deliver_and_ack(events, outgoing, valid, kinds))
 
 
 def _header(out: Outgoing, name: str) -> str:

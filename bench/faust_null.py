@@ -6,7 +6,12 @@ records when it saw the first and the N-th. It tells how fast a Faust worker can
 *receive* events at all, before any validation, producing or SQL::
 
     BENCH_NULL_TOPIC=T BENCH_NULL_N=N BENCH_NULL_STATUS=FILE APP_ID=G \\
+        BENCH_NULL_CONSUMER=stock|streamapp \\
         faust -A bench.faust_null worker -l warn --web-port P
+
+``BENCH_NULL_CONSUMER=stock`` (the default) runs faust-streaming's own consumer,
+``streamapp`` the one streamapp's worker runs (``streamapp.kafka.StreamApp``: the
+gapless commit and the drain loop without a task per message).
 """
 
 from __future__ import annotations
@@ -20,13 +25,19 @@ from typing import Any
 import faust
 
 from bench.common import base_settings
+from streamapp.kafka import StreamApp
 
 settings = base_settings()
 TOPIC = os.environ.get("BENCH_NULL_TOPIC", "bench-null.raw")
 N = int(os.environ.get("BENCH_NULL_N", "0"))
 STATUS = Path(os.environ.get("BENCH_NULL_STATUS", "/dev/null"))
 
-app = faust.App(
+CONSUMER = os.environ.get("BENCH_NULL_CONSUMER", "stock")
+if CONSUMER not in ("stock", "streamapp"):
+    raise SystemExit(f"BENCH_NULL_CONSUMER: stock or streamapp, not {CONSUMER!r}")
+app_class = StreamApp if CONSUMER == "streamapp" else faust.App
+
+app = app_class(
     settings.app_id,
     broker=settings.kafka_broker_url,
     store="memory://",

@@ -200,19 +200,25 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"| {_fmt(ratio(consume, naive), 2, 'x')} "
             f"| {_fmt(ratio(consume, peer), 2, 'x')} | 100.0 % | | | | |"
         )
-        fnull = lim.get("faust_consume_only", {})
-        if fnull:
+        for key, what in (
+            ("faust_consume_only", "faust-streaming's consumer"),
+            ("faust_consume_only_streamapp", "streamapp's consumer"),
+        ):
+            fnull = lim.get(key, {})
+            if not fnull:
+                continue
             rate = fnull.get("events_per_s")
+            res = fnull.get("resources", {})
             out.append(
-                f"| limit: Faust consume-only (1 worker, noack_take + ack) "
+                f"| limit: Faust consume-only ({what}, noack_take + ack) "
                 f"| {_fmt(rate)} | {_fmt(fnull.get('seconds'), 2)} "
                 f"| {_fmt(ratio(rate, naive), 2, 'x')} "
                 f"| {_fmt(ratio(rate, peer), 2, 'x')} "
                 f"| {_fmt(_pct(rate, consume), 1, ' %')} "
-                f"| {_fmt(fnull.get('resources', {}).get('cpu_seconds'), 1)} "
-                f"| {_fmt(fnull.get('resources', {}).get('cpu_cores'), 2)} "
-                f"| {_fmt(fnull.get('resources', {}).get('peak_rss_mib'))} "
-                f"| {_fmt(fnull.get('resources', {}).get('machine_busy_cores'), 2)} |"
+                f"| {_fmt(res.get('cpu_seconds'), 1)} "
+                f"| {_fmt(res.get('cpu_cores'), 2)} "
+                f"| {_fmt(res.get('peak_rss_mib'))} "
+                f"| {_fmt(res.get('machine_busy_cores'), 2)} |"
             )
         out.append(
             f"| limit: PostgreSQL COPY (unlogged) | {_fmt(copy)} "
@@ -327,6 +333,7 @@ def chart(results: dict[str, Any], path: Path = PNG) -> None:
     lim = results.get("limits", {})
     for key, name in (
         ("faust_consume_only", "Faust\nconsume-only"),
+        ("faust_consume_only_streamapp", "Faust consume-\nonly (ours)"),
         ("consume_only", "aiokafka\nconsume-only"),
         ("copy", "COPY\nlimit"),
     ):

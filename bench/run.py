@@ -322,16 +322,20 @@ async def streamapp_stages(settings: Settings, run: Run, end: float) -> dict[str
 
 
 async def faust_consume_only(
-    ctx: Context, run: Run, settings: Settings, n: int
+    ctx: Context, run: Run, settings: Settings, n: int, consumer: str = "stock"
 ) -> dict[str, Any]:
-    """``bench.faust_null`` on the raw topic: Faust receives and acks, nothing more."""
-    status = ctx.workdir / f"{run.prefix}.null.json"
+    """``bench.faust_null`` on the raw topic: Faust receives and acks, nothing more.
+
+    ``consumer``: ``stock`` (faust-streaming's) or ``streamapp`` (the worker's).
+    """
+    status = ctx.workdir / f"{run.prefix}.{consumer}.null.json"
     port = common.free_port()
     datadir = faust_datadir(run)
     datadir.parent.mkdir(parents=True, exist_ok=True)
     env = common.settings_env(
         settings,
-        APP_ID=f"{run.prefix}-null",
+        APP_ID=f"{run.prefix}-null-{consumer}",
+        BENCH_NULL_CONSUMER=consumer,
         WEB_PORT=str(port),
         BENCH_NULL_TOPIC=run.raw,
         BENCH_NULL_N=str(n),
@@ -379,10 +383,16 @@ async def run_limits(ctx: Context, ds: Dataset) -> dict[str, Any]:
         log.info("limits: COPY %.0f rows/s", copy["events_per_s"])
         faust_null = await faust_consume_only(ctx, run, settings, ds.n)
         log.info("limits: Faust consume-only %.0f events/s", faust_null["events_per_s"])
+        faust_ours = await faust_consume_only(ctx, run, settings, ds.n, "streamapp")
+        log.info(
+            "limits: Faust consume-only, streamapp's consumer %.0f events/s",
+            faust_ours["events_per_s"],
+        )
         return {
             "produce": produced.describe(),
             "consume_only": consume,
             "faust_consume_only": faust_null,
+            "faust_consume_only_streamapp": faust_ours,
             "python_only": python,
             "copy": copy,
         }

@@ -13,6 +13,10 @@ Changes:
 * ``validate_batch_5000``: ``noack_take(5000, within=0.2)`` in ``validate_quakes``.
 * ``no_pre_ping``: the sink's SQLAlchemy engine without ``pool_pre_ping`` (one
   round trip less per batch).
+* ``cython_optimizations``: Faust's opt-in repaired Cython fast paths
+  (``app.conf.cython_optimizations = True``).
+* ``max_poll_500`` / ``max_poll_2000``: ``broker_max_poll_records`` (faust's
+  default: no limit per ``getmany``).
 * ``fused``: the clean topic is still produced, but not consumed back: the
   validation agent upserts its valid rows itself (the same ``QuakeSink``, one
   COPY-merge per batch, lineage = the raw message) before it delivers the clean and
@@ -32,6 +36,9 @@ CHANGES = (
     "validate_batch_5000",
     "no_pre_ping",
     "fused",
+    "cython_optimizations",
+    "max_poll_500",
+    "max_poll_2000",
 )
 
 
@@ -66,6 +73,11 @@ def apply(names: list[str]) -> None:
             return make(settings, **kwargs)
 
         db.make_engine = _engine  # type: ignore[assignment]
+    for name in names:
+        if name.startswith("max_poll_"):
+            app.conf.broker_max_poll_records = int(name.rsplit("_", 1)[1])
+    if "cython_optimizations" in names:
+        app.conf.cython_optimizations = True
     if "fused" in names:
         _fuse(app)
 
@@ -77,7 +89,7 @@ def _fuse(app: Any) -> None:
     from models.records import DeadLetter
     from models.validation import validate_raw
     from streamapp.app import settings
-    from streamapp.delivery import Outgoing, deliver
+    from streamapp.delivery import Outgoing, as_bytes, deliver
     from streamapp.exceptions import InvalidRecord
     from streamapp.sink import Item, QuakeSink, quake_row
     from streamapp.stats import stats
@@ -95,7 +107,7 @@ def _fuse(app: Any) -> None:
         invalid = 0
         for event in events:
             m = event.message
-            value = v._as_bytes(event.value)
+            value = as_bytes(event.value)
             try:
                 quake = validate_raw(
                     value,
@@ -105,7 +117,7 @@ def _fuse(app: Any) -> None:
                     offset=m.offset,
                 )
             except InvalidRecord as exc:
-                key = v._as_bytes(event.key)
+                key = as_bytes(event.key)
                 letter = DeadLetter.build(
                     value, key, m.topic, m.partition, m.offset, exc
                 )

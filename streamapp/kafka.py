@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TransportT
+from mode import Service, ServiceT
 
 from streamapp.settings import Settings
 
@@ -68,6 +71,10 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+#: Messages delivered between two yields to the event loop (faust's value).
+_YIELD_EVERY = 100
+
+
 class DurableProducer(aiokafka_driver.Producer):
     """Faust's aiokafka producer with ``acks=all`` and idempotence on every send.
 
@@ -114,6 +121,79 @@ class GaplessConsumer(aiokafka_driver.Consumer):
             return None
         self.holes.pop(tp, None)
         return super()._new_offset(tp)
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:
+        """Hand every fetched message to the conductor, without a task per message.
+
+        faust-streaming 0.15.3 delivers each message with
+        ``await self.wait_first(callback(message), self.suspend_flow.wait())``: four
+        tasks created, an ``asyncio.wait`` and three cancellations per message, so
+        that a delivery blocked on a full stream buffer is abandoned when a
+        rebalance suspends the flow. That was the largest single cost of consuming
+        (py-spy, ``docs/benchmarks.md``). Here the callback is awaited directly
+        while the flow runs, and raced against ``suspend_flow`` exactly as before
+        once it is suspended. A delivery that blocks and is overtaken by a
+        rebalance completes when the buffers drain (flow control clears them); its
+        event carries the old generation id, so the stream skips it and the
+        partition is read again from the committed offset, as before.
+
+        Everything else is faust's loop: read offsets, gaps, ``commit_every``.
+        """
+        callback = self.callback
+        stopped = cast(Service, self)._stopped.is_set
+        fetcher_stopped = cast(Service, fetcher)._stopped.is_set
+        suspended = self.suspend_flow.is_set
+        read_offset = self._read_offset
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        since_yield = 0
+        try:
+            while not (stopped() or fetcher_stopped()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                records = self.getmany(timeout=1.0)
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in records:
+                        since_yield += 1
+                        if since_yield > _YIELD_EVERY:
+                            await asyncio.sleep(0)
+                            since_yield = 0
+                        offset = message.offset
+                        last = read_offset[tp]
+                        if last is not None and offset < last:
+                            continue  # already delivered (faust drops it too)
+                        if (
+                            last
+                            and offset - last > 1
+                            and acks_enabled_for(message.topic)
+                        ):
+                            await self._add_gap(tp, last + 1, offset)
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        if suspended():
+                            await self.wait_first(
+                                callback(message), self.suspend_flow.wait()
+                            )
+                        else:
+                            await callback(message)
+                        read_offset[tp] = offset
+                    self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
 
 
 class DurableTransport(aiokafka_driver.Transport):

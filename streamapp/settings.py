@@ -105,7 +105,7 @@ class Settings:
     topic_partitions: int = 4
     topic_replication_factor: int = 1
     sink_batch_size: int = 500
-    sink_batch_seconds: float = 1.0
+    sink_batch_seconds: float = 0.25
     max_message_bytes: int = 1024 * 1024
     max_json_depth: int = 32
     redrive_token: Secret = field(default_factory=lambda: Secret(""))

@@ -7,7 +7,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streamapp.app import app, settings
 from streamapp.lag import lag_reader
-from streamapp.metrics import REGISTRY, install_faust_sensor, set_lag_report
+from streamapp.metrics import (
+    REGISTRY,
+    install_faust_sensor,
+    publish_faust_sensor,
+    set_lag_report,
+)
 
 __all__ = ["MetricsView"]
 
@@ -23,6 +28,7 @@ class MetricsView(View):
 
     async def get(self, request: Request) -> Response:
         set_lag_report(await lag_reader(settings).report())
+        publish_faust_sensor(self.app)
         return self.bytes(
             generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )

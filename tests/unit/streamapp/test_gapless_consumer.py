@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
 from faust.types import TP
 
 from agents.heal import holes_to_heal
@@ -60,3 +65,95 @@ def test_holes_are_healed_only_after_the_grace_period() -> None:
     holes = {TOPIC_PARTITION: (42, 100.0)}
     assert holes_to_heal(holes, now=105.0, grace=10.0) == []
     assert holes_to_heal(holes, now=110.5, grace=10.0) == [(TOPIC_PARTITION, 42)]
+
+
+# -------------------------------------------------------------- the drain loop
+class _Stopped:
+    """Stands in for a service's ``_stopped`` event."""
+
+    def __init__(self) -> None:
+        self.flag = False
+
+    def is_set(self) -> bool:
+        return self.flag
+
+
+class _Fetcher:
+    def __init__(self) -> None:
+        self._stopped = _Stopped()
+
+
+def _message(offset: int, topic: str = "raw") -> SimpleNamespace:
+    return SimpleNamespace(offset=offset, topic=topic)
+
+
+def drain_once(
+    consumer: GaplessConsumer,
+    monkeypatch: pytest.MonkeyPatch,
+    batch: list[SimpleNamespace],
+) -> tuple[list[int], list[str]]:
+    """Run ``_drain_messages`` over one fetched batch; (delivered offsets, waits)."""
+    fetcher = _Fetcher()
+    delivered: list[int] = []
+    waits: list[str] = []
+
+    async def getmany(timeout: float) -> Any:  # noqa: ASYNC109 - faust's signature
+        for message in batch:
+            yield TOPIC_PARTITION, message
+        fetcher._stopped.flag = True
+
+    async def callback(message: Any) -> None:
+        delivered.append(message.offset)
+
+    async def wait_first(*coros: Any, **kwargs: Any) -> None:
+        waits.append("wait_first")
+        for other in coros[1:]:
+            other.close()  # the suspend_flow.wait() coroutine
+        await coros[0]
+
+    monkeypatch.setattr(consumer, "getmany", getmany)
+    monkeypatch.setattr(consumer, "callback", callback)
+    monkeypatch.setattr(consumer, "wait_first", wait_first)
+    monkeypatch.setattr(consumer, "_commit_every", None)
+    asyncio.run(consumer._drain_messages(fetcher))  # type: ignore[arg-type]
+    return delivered, waits
+
+
+def test_drain_delivers_in_order_without_a_task_per_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = fresh_consumer()
+    consumer.suspend_flow.clear()
+    consumer._read_offset[TOPIC_PARTITION] = 10
+    delivered, waits = drain_once(
+        consumer, monkeypatch, [_message(o) for o in (8, 10, 11, 12)]
+    )
+    assert delivered == [10, 11, 12]  # 8 was read before: dropped, as faust does
+    assert waits == []  # no wait_first (4 tasks) per message while the flow runs
+    assert consumer._read_offset[TOPIC_PARTITION] == 12
+
+
+def test_drain_races_the_callback_against_a_suspended_flow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = fresh_consumer()
+    consumer._read_offset[TOPIC_PARTITION] = None
+    consumer.suspend_flow.set()
+    try:
+        delivered, waits = drain_once(consumer, monkeypatch, [_message(0), _message(1)])
+    finally:
+        consumer.suspend_flow.clear()
+    assert delivered == [0, 1]
+    assert waits == ["wait_first", "wait_first"]
+
+
+def test_drain_records_a_gap_in_the_offsets(monkeypatch: pytest.MonkeyPatch) -> None:
+    consumer = fresh_consumer()
+    consumer.suspend_flow.clear()
+    consumer._read_offset[TOPIC_PARTITION] = 5
+    monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda topic: True)
+    delivered, _ = drain_once(consumer, monkeypatch, [_message(6), _message(9)])
+    assert delivered == [6, 9]
+    assert sorted((i.begin, i.end) for i in consumer._gap[TOPIC_PARTITION]) == [
+        (7, 10)
+    ]  # faust: _add_gap(tp, 7, 9), end exclusive
