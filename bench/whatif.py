@@ -17,6 +17,10 @@ Changes:
   (``app.conf.cython_optimizations = True``).
 * ``max_poll_500`` / ``max_poll_2000``: ``broker_max_poll_records`` (faust's
   default: no limit per ``getmany``).
+* ``fetch_wait_1500``: the consumer's ``fetch_max_wait_ms`` back at faust's 1500
+  (streamapp: ``streamapp.kafka.FETCH_MAX_WAIT_MS``).
+* ``spinner``: faust's own ``Worker`` class (its terminal spinner sets the root
+  logger to DEBUG at ``-l warn``, the level the bench runs workers at).
 * ``fused``: the clean topic is still produced, but not consumed back: the
   validation agent upserts its valid rows itself (the same ``QuakeSink``, one
   COPY-merge per batch, lineage = the raw message) before it delivers the clean and
@@ -39,6 +43,8 @@ CHANGES = (
     "cython_optimizations",
     "max_poll_500",
     "max_poll_2000",
+    "fetch_wait_1500",
+    "spinner",
 )
 
 
@@ -76,6 +82,14 @@ def apply(names: list[str]) -> None:
     for name in names:
         if name.startswith("max_poll_"):
             app.conf.broker_max_poll_records = int(name.rsplit("_", 1)[1])
+    if "spinner" in names:
+        import faust
+
+        app.conf.Worker = faust.Worker
+    if "fetch_wait_1500" in names:
+        from streamapp import kafka
+
+        kafka.FETCH_MAX_WAIT_MS = 1500
     if "cython_optimizations" in names:
         app.conf.cython_optimizations = True
     if "fused" in names:

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from streamapp.exceptions import ConfigError
-from streamapp.kafka import StreamApp, faust_credentials
+from streamapp.kafka import StreamApp, StreamWorker, faust_credentials
 from streamapp.settings import Settings, load_settings
 
 __all__ = ["app", "settings"]
@@ -62,4 +62,5 @@ app = StreamApp(
     broker_heartbeat_interval=3.0,
     broker_commit_interval=1.0,
     table_cleanup_interval=60.0,
+    Worker=StreamWorker,
 )

@@ -17,10 +17,13 @@ from mode import Service, ServiceT
 from streamapp.settings import Settings
 
 __all__ = [
+    "FETCH_MAX_WAIT_MS",
     "DurableProducer",
     "DurableTransport",
     "GaplessConsumer",
     "StreamApp",
+    "StreamConsumerThread",
+    "StreamWorker",
     "aiokafka_kwargs",
     "faust_credentials",
     "ssl_context",
@@ -74,6 +77,24 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
 #: Messages delivered between two yields to the event loop (faust's value).
 _YIELD_EVERY = 100
 
+#: How long the broker may hold a fetch that found no new data (faust: 1500 ms).
+#: A partition drained while such a fetch is in flight is only fetched again once
+#: it returns, so this bounds how long the sink can starve behind the raw topic.
+FETCH_MAX_WAIT_MS = 100
+
+
+class StreamConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with :data:`FETCH_MAX_WAIT_MS` for the fetches."""
+
+    def _create_worker_consumer(
+        self, transport: aiokafka_driver.Transport
+    ) -> aiokafka_driver.aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # faust passes fetch_max_wait_ms=1500 as a literal; aiokafka reads the
+        # attribute when the consumer starts (after this returns).
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
 
 class DurableProducer(aiokafka_driver.Producer):
     """Faust's aiokafka producer with ``acks=all`` and idempotence on every send.
@@ -121,6 +142,9 @@ class GaplessConsumer(aiokafka_driver.Consumer):
             return None
         self.holes.pop(tp, None)
         return super()._new_offset(tp)
+
+    def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
+        return StreamConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         """Hand every fetched message to the conductor, without a task per message.
@@ -201,6 +225,20 @@ class DurableTransport(aiokafka_driver.Transport):
 
     Producer = DurableProducer
     Consumer = GaplessConsumer
+
+
+class StreamWorker(faust.Worker):
+    """``faust worker`` without the terminal spinner.
+
+    At ``-l warn`` and above faust sets the ROOT logger to DEBUG so that its spinner
+    handler sees every record: each ``log.debug`` in every library (aiokafka logs
+    one per message sent) then builds a record that the console handler drops --
+    4 % of the worker's CPU in py-spy. Without the spinner the levels stay as set.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
 
 
 class StreamApp(faust.App):

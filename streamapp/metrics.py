@@ -185,20 +185,22 @@ def set_lag_report(report: LagReport) -> None:
 class BatchedPrometheusMonitor(PrometheusMonitor):
     """Faust's Prometheus monitor, with the per-message hooks counted in plain dicts.
 
-    Faust calls ``on_message_in`` and ``on_stream_event_in``/``out`` for every
-    event; the stock monitor does label lookups, a stream-label regex and several
-    metric updates in each (8 to 10 % of the worker's CPU in py-spy). Here those
-    hooks only add to dicts; :meth:`publish` moves the sums into the same
-    Prometheus metrics and Faust counters once a second (Faust's sampler) and on
-    every scrape of ``/metrics``. Nothing is lost: the metrics lag by <= 1 s.
-    The per-event runtime histogram is not kept: ``noack_take`` streams never call
-    ``on_stream_event_out`` (events are acked by the agents), so it stayed empty.
+    Faust calls ``on_message_in``, ``on_stream_event_in``/``out`` and
+    ``track_tp_end_offset`` for every event; the stock monitor does label lookups,
+    a stream-label regex and several metric updates in each (8 to 10 % of the
+    worker's CPU in py-spy). Here those hooks only write to dicts; :meth:`publish`
+    moves the sums into the same Prometheus metrics and Faust counters once a
+    second (Faust's sampler) and on every scrape of ``/metrics``. Nothing is lost:
+    the metrics lag by <= 1 s. The per-event runtime histogram is not kept:
+    ``noack_take`` streams never call ``on_stream_event_out`` (the agents ack the
+    events), so it stayed empty.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._received: dict[TP, int] = {}
         self._read_offsets: dict[TP, int] = {}
+        self._end_offsets: dict[TP, int] = {}
         self._events: dict[StreamT, int] = {}
         self._out = 0
 
@@ -207,6 +209,10 @@ class BatchedPrometheusMonitor(PrometheusMonitor):
         received = self._received
         received[tp] = received.get(tp, 0) + 1
         self._read_offsets[tp] = offset
+
+    def track_tp_end_offset(self, tp: TP, offset: int) -> None:
+        """Note a partition's end offset (faust calls this for every record)."""
+        self._end_offsets[tp] = offset
 
     def on_stream_event_in(
         self, tp: TP, offset: int, stream: StreamT, event: EventT
@@ -236,6 +242,7 @@ class BatchedPrometheusMonitor(PrometheusMonitor):
         # on the event loop's thread: swapping the dicts loses no count.
         received, self._received = self._received, {}
         offsets, self._read_offsets = self._read_offsets, {}
+        ends, self._end_offsets = self._end_offsets, {}
         events, self._events = self._events, {}
         out, self._out = self._out, 0
         metrics = self._metrics
@@ -251,6 +258,8 @@ class BatchedPrometheusMonitor(PrometheusMonitor):
             metrics.messages_received_per_topics_partition.labels(
                 topic=tp.topic, partition=tp.partition
             ).set(offset)
+        for tp, offset in ends.items():
+            super().track_tp_end_offset(tp, offset)
         for stream, n in events.items():
             self.events_total += n
             self.events_by_stream[str(stream)] += n

@@ -51,3 +51,22 @@ def test_sasl_settings_reach_faust_and_aiokafka() -> None:
     assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
     assert kwargs["sasl_plain_username"] == "svc"
     assert kwargs["sasl_plain_password"] == "pw"
+
+
+def test_the_worker_leaves_the_root_logger_level_alone() -> None:
+    """faust's spinner sets the root logger to DEBUG at ``-l warn`` (every library's
+    debug records get built); streamapp's worker has no spinner."""
+    import logging
+
+    from streamapp.app import app
+    from streamapp.kafka import StreamWorker
+
+    assert app.conf.Worker is StreamWorker
+    worker = StreamWorker(app, loglevel="warn")
+    assert worker.spinner is None
+    logger = logging.getLogger("streamapp-test-root")
+    logger.addHandler(logging.NullHandler())
+    logger.setLevel(logging.WARNING)
+    worker.on_setup_root_logger(logger, logging.WARNING)
+    assert logger.level == logging.WARNING
+    assert len(logger.handlers) == 1

@@ -39,6 +39,7 @@ def test_hooks_only_count_until_published() -> None:
         mon.on_message_in(raw0, offset, message)
         assert mon.on_stream_event_in(raw0, offset, stream, message) is None
     mon.on_message_in(raw1, 41, message)
+    mon.track_tp_end_offset(raw1, 99)
     mon.on_message_out(raw0, 0, message)
     # Nothing reached Prometheus or Faust's counters yet: the hooks are dict adds.
     assert value(registry, "t_messages_received_total") == 0
@@ -62,6 +63,11 @@ def test_hooks_only_count_until_published() -> None:
     assert mon.messages_received_by_topic["raw"] == 6
     assert mon.events_total == 5
     assert mon.tp_read_offsets[raw0] == 4
+    assert mon.tp_end_offsets[raw1] == 99
+    assert (
+        value(registry, "t_topic_partition_end_offset", topic="raw", partition="1")
+        == 99
+    )
 
     mon.publish()  # nothing new: nothing counted twice
     assert value(registry, "t_messages_received_total") == 6
