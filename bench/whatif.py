@@ -21,6 +21,7 @@ Changes:
   (streamapp: ``streamapp.kafka.FETCH_MAX_WAIT_MS``).
 * ``spinner``: faust's own ``Worker`` class (its terminal spinner sets the root
   logger to DEBUG at ``-l warn``, the level the bench runs workers at).
+* ``buffer_16k`` / ``buffer_8k``: ``stream_buffer_maxsize`` (faust: 4096).
 * ``fused``: the clean topic is still produced, but not consumed back: the
   validation agent upserts its valid rows itself (the same ``QuakeSink``, one
   COPY-merge per batch, lineage = the raw message) before it delivers the clean and
@@ -45,6 +46,8 @@ CHANGES = (
     "max_poll_2000",
     "fetch_wait_1500",
     "spinner",
+    "buffer_16k",
+    "buffer_8k",
 )
 
 
@@ -82,6 +85,10 @@ def apply(names: list[str]) -> None:
     for name in names:
         if name.startswith("max_poll_"):
             app.conf.broker_max_poll_records = int(name.rsplit("_", 1)[1])
+    if "buffer_16k" in names:
+        app.conf.stream_buffer_maxsize = 16384
+    if "buffer_8k" in names:
+        app.conf.stream_buffer_maxsize = 8192
     if "spinner" in names:
         import faust
 
