@@ -159,6 +159,32 @@ async def delete_groups(settings: Settings, prefix: str) -> None:
         await admin.close()
 
 
+async def wait_group_stable(
+    settings: Settings, group: str, members: int, patience: float
+) -> float:
+    """Wait until consumer group ``group`` is Stable with ``members`` members.
+
+    Returns the seconds it took; raises ``TimeoutError`` after ``patience`` s.
+    """
+    admin = await _admin(settings)
+    started = time.monotonic()
+    try:
+        while True:
+            with contextlib.suppress(Exception):
+                responses = await admin.describe_consumer_groups([group])
+                for response in responses:
+                    for described in response.groups:
+                        # (error, group, state, protocol type, protocol, members, ..)
+                        state, joined = described[2], described[5]
+                        if state == "Stable" and len(joined) == members:
+                            return time.monotonic() - started
+            if time.monotonic() - started > patience:
+                raise TimeoutError(f"group {group} not Stable with {members} members")
+            await asyncio.sleep(0.25)
+    finally:
+        await admin.close()
+
+
 async def topic_partitions(consumer: Any, topic: str) -> list[Any]:
     """The partitions of ``topic`` as ``TopicPartition`` (fresh metadata)."""
     from aiokafka import TopicPartition

@@ -241,12 +241,21 @@ async def throughput(ctx: Context, label: str, ds: Dataset) -> dict[str, Any]:
     log.info("%s: preparing topics and schema", label)
     run, settings = await fresh(ctx, label)
     try:
-        produced = await produce(ds.messages, run.raw, ctx.kafka)
-        log.info(
-            "%s: produced %d events at %.0f/s; starting", label, ds.n, produced.rate
-        )
         status = ctx.workdir / f"{run.prefix}.status.json"
-        contender = start_contender(ctx, label, run, settings, status)
+        workers = ctx.args.workers if label == "streamapp" else 1
+        if workers > 1:
+            # Several workers: all of them in the group BEFORE the data arrives, or
+            # the first one starts alone and the rest join with a rebalance mid-run.
+            contender = start_contender(ctx, label, run, settings, status)
+            joined = await common.wait_group_stable(
+                settings, settings.app_id, workers, ctx.args.timeout
+            )
+            log.info("%s: %d workers in the group after %.1f s", label, workers, joined)
+            produced = await produce(ds.messages, run.raw, ctx.kafka)
+        else:
+            produced = await produce(ds.messages, run.raw, ctx.kafka)
+            contender = start_contender(ctx, label, run, settings, status)
+        log.info("%s: produced %d events at %.0f/s", label, ds.n, produced.rate)
 
         def progress(counts: common.Counts) -> None:
             del counts  # profiles start at the first poll: the worker is up by then

@@ -157,3 +157,42 @@ def test_drain_records_a_gap_in_the_offsets(monkeypatch: pytest.MonkeyPatch) -> 
     assert sorted((i.begin, i.end) for i in consumer._gap[TOPIC_PARTITION]) == [
         (7, 10)
     ]  # faust: _add_gap(tp, 7, 9), end exclusive
+
+
+def test_a_delivery_overtaken_by_a_rebalance_leaves_the_read_offset_to_the_seek(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The chaos broker-restart scenario lost messages when a delivery blocked on a
+    full buffer finished after the rebalance's seek and recorded its (higher) read
+    offset: the re-fetched messages below it were then dropped as already read."""
+    consumer = fresh_consumer()
+    consumer.suspend_flow.clear()
+    consumer._read_offset[TOPIC_PARTITION] = 1437
+    app_ = consumer.app
+    generation = app_.consumer_generation_id
+    fetcher = _Fetcher()
+    delivered: list[int] = []
+    calls = 0
+
+    async def getmany(timeout: float) -> Any:  # noqa: ASYNC109 - faust's signature
+        nonlocal calls
+        calls += 1
+        if calls > 1:  # after the break: stop the loop (the real fetch would
+            fetcher._stopped.flag = True  # resume at the seek's offset)
+            return
+        for offset in (1437, 1438, 1439):
+            yield TOPIC_PARTITION, _message(offset)
+
+    async def callback(message: Any) -> None:
+        delivered.append(message.offset)
+        if message.offset == 1437:
+            # While this delivery waited: a rebalance, then the seek to committed.
+            monkeypatch.setattr(app_, "consumer_generation_id", generation + 1)
+            consumer._read_offset[TOPIC_PARTITION] = 1243
+
+    monkeypatch.setattr(consumer, "getmany", getmany)
+    monkeypatch.setattr(consumer, "callback", callback)
+    monkeypatch.setattr(consumer, "_commit_every", None)
+    asyncio.run(consumer._drain_messages(fetcher))  # type: ignore[arg-type]
+    assert delivered == [1437]  # the rest of the stale batch is abandoned
+    assert consumer._read_offset[TOPIC_PARTITION] == 1243  # the seek's, kept
