@@ -147,16 +147,43 @@ def test_drain_races_the_callback_against_a_suspended_flow(
     assert waits == ["wait_first", "wait_first"]
 
 
-def test_drain_records_a_gap_in_the_offsets(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_drain_records_gaps_only_in_compacted_changelogs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     consumer = fresh_consumer()
     consumer.suspend_flow.clear()
-    consumer._read_offset[TOPIC_PARTITION] = 5
     monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda topic: True)
+    changelog = {"on": False}
+    monkeypatch.setattr(consumer, "_is_changelog_tp", lambda tp: changelog["on"])
+
+    consumer._read_offset[TOPIC_PARTITION] = 5
     delivered, _ = drain_once(consumer, monkeypatch, [_message(6), _message(9)])
     assert delivered == [6, 9]
+    # A pipeline topic: a jump is a skipped record, not a gap faust may commit over.
+    assert not consumer._gap[TOPIC_PARTITION]
+
+    changelog["on"] = True  # a compacted changelog skips offsets legitimately
+    consumer._read_offset[TOPIC_PARTITION] = 5
+    drain_once(consumer, monkeypatch, [_message(6), _message(9)])
     assert sorted((i.begin, i.end) for i in consumer._gap[TOPIC_PARTITION]) == [
-        (7, 10)
-    ]  # faust: _add_gap(tp, 7, 9), end exclusive
+        (7, 10)  # faust: _add_gap(tp, 7, 9), end exclusive
+    ]
+
+
+def test_drain_delivers_records_a_seek_fetched_before_it_updated_the_read_offset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker-restart loss: faust resumed the flow before ``perform_seek`` set
+    the read offsets, and the re-fetched records were dropped as already read."""
+    consumer = fresh_consumer()
+    consumer.suspend_flow.clear()
+    consumer._committed_offset[TOPIC_PARTITION] = 1272  # the seek's position
+    consumer._read_offset[TOPIC_PARTITION] = 1467  # stale: not updated yet
+    delivered, _ = drain_once(
+        consumer, monkeypatch, [_message(o) for o in (1270, 1272, 1273, 1274)]
+    )
+    assert delivered == [1272, 1273, 1274]  # 1270 is committed: dropped
+    assert consumer._read_offset[TOPIC_PARTITION] == 1274
 
 
 def test_a_delivery_overtaken_by_a_rebalance_leaves_the_read_offset_to_the_seek(
