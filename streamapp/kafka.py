@@ -166,9 +166,10 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         read offsets, so records re-fetched from the committed offset were dropped
         as "already read" against the stale read offset, and the next record after
         the seek's update looked like a gap. Here a record below the read offset is
-        dropped only when it is also below the committed offset; otherwise it is
-        delivered (again, at worst). Without the gap any hole holds the commit
-        back (:meth:`_new_offset`) and ``agents.heal`` reads it again.
+        dropped only when it is also below the committed offset or already acked;
+        otherwise it is delivered (again, at worst). Without the gap any hole
+        holds the commit back (:meth:`_new_offset`) and ``agents.heal`` reads it
+        again.
 
         A delivery that blocks (a full stream buffer) and is overtaken by a
         rebalance does not record its read offset either: the seek owns them.
@@ -181,6 +182,7 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         fetcher_stopped = cast(Service, fetcher)._stopped.is_set
         suspended = self.suspend_flow.is_set
         read_offset = self._read_offset
+        acked_index = self._acked_index
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
         since_yield = 0
@@ -200,10 +202,12 @@ class GaplessConsumer(aiokafka_driver.Consumer):
                         if last is not None and offset < last:
                             committed = self._committed_offset[tp]
                             if committed is None or offset < committed:
-                                continue  # already committed: faust drops it too
+                                continue  # committed: faust drops it too
                             # Below the read offset but not committed: a fetch from
                             # a seek that has not updated the read offsets yet.
-                            # Deliver it (at least once; the sinks are idempotent).
+                            # Deliver it unless it was processed already (below).
+                        if offset in acked_index[tp]:
+                            continue  # acked (processed), not yet committed
                         if (
                             last
                             and offset - last > 1

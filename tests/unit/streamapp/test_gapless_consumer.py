@@ -179,10 +179,12 @@ def test_drain_delivers_records_a_seek_fetched_before_it_updated_the_read_offset
     consumer.suspend_flow.clear()
     consumer._committed_offset[TOPIC_PARTITION] = 1272  # the seek's position
     consumer._read_offset[TOPIC_PARTITION] = 1467  # stale: not updated yet
+    consumer._acked_index[TOPIC_PARTITION].add(1273)  # processed, not committed
     delivered, _ = drain_once(
         consumer, monkeypatch, [_message(o) for o in (1270, 1272, 1273, 1274)]
     )
-    assert delivered == [1272, 1273, 1274]  # 1270 is committed: dropped
+    # 1270 is committed and 1273 acked: dropped; the others were never processed.
+    assert delivered == [1272, 1274]
     assert consumer._read_offset[TOPIC_PARTITION] == 1274
 
 
