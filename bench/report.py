@@ -332,10 +332,10 @@ def chart(results: dict[str, Any], path: Path = PNG) -> None:
             colors.append(color)
     lim = results.get("limits", {})
     for key, name in (
-        ("faust_consume_only", "Faust\nconsume-only"),
-        ("faust_consume_only_streamapp", "Faust consume-\nonly (ours)"),
-        ("consume_only", "aiokafka\nconsume-only"),
-        ("copy", "COPY\nlimit"),
+        ("faust_consume_only", "Faust\n(stock)"),
+        ("faust_consume_only_streamapp", "Faust\n(ours)"),
+        ("consume_only", "aiokafka\nrecv"),
+        ("copy", "COPY"),
     ):
         rate = lim.get(key, {}).get("events_per_s")
         if rate:
