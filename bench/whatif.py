@@ -104,62 +104,49 @@ def apply(names: list[str]) -> None:
 
 
 def _fuse(app: Any) -> None:
-    """Validate and upsert in one agent (see the module docstring)."""
+    """Validate and upsert in one agent (see the module docstring).
+
+    The agent's own routing (``agents.validate.route_batch``) is kept; its I/O
+    stage ``deliver_and_ack`` is wrapped to COPY-merge the batch's clean events
+    (lineage: the raw message) before it delivers and acks.
+    """
     import agents.store
     import agents.validate as v
-    from models.records import DeadLetter
-    from models.validation import validate_raw
+    from models.records import Quake
     from streamapp.app import settings
-    from streamapp.delivery import Outgoing, as_bytes, deliver
-    from streamapp.exceptions import InvalidRecord
-    from streamapp.sink import Item, QuakeSink, quake_row
+    from streamapp.sink import Item, QuakeSink, quake_row, quake_row_from_json
     from streamapp.stats import stats
-    from streamapp.topics import clean_topic, dead_letter_topic
+    from streamapp.topics import clean_topic
 
     for name in [n for n in app.agents if n.endswith("store_quakes")]:
         del app.agents[name]
     del agents.store
     sink: list[QuakeSink] = []
+    deliver_and_ack = v.deliver_and_ack
 
-    async def forward(events: Any) -> tuple[int, int]:
+    async def upsert_deliver_and_ack(
+        events: Any, outgoing: Any, valid: int, kinds: list[str]
+    ) -> tuple[int, int]:
         if not sink:
             sink.append(QuakeSink(settings))
-        outgoing: list[Outgoing] = []
-        invalid = 0
-        for event in events:
-            m = event.message
-            value = as_bytes(event.value)
-            try:
-                quake = validate_raw(
-                    value,
-                    max_bytes=settings.max_message_bytes,
-                    max_depth=settings.max_json_depth,
-                    partition=m.partition,
-                    offset=m.offset,
-                )
-            except InvalidRecord as exc:
-                key = as_bytes(event.key)
-                letter = DeadLetter.build(
-                    value, key, m.topic, m.partition, m.offset, exc
-                )
-                outgoing.append(
-                    Outgoing(dead_letter_topic, key, letter.dumps(), letter.headers())
-                )
-                invalid += 1
+        for event, out in zip(events, outgoing, strict=True):
+            if out.topic is not clean_topic:
                 continue
-            sink[0].add(Item(quake_row(quake, partition=m.partition, offset=m.offset)))
-            outgoing.append(Outgoing(clean_topic, quake.id.encode(), quake.dumps()))
+            where = {
+                "partition": event.message.partition,
+                "offset": event.message.offset,
+            }
+            row = quake_row_from_json(out.value, **where)
+            sink[0].add(Item(row or quake_row(Quake.loads(out.value), **where)))
         rejected = await sink[0].flush()
         if rejected:
             raise RuntimeError(f"fused what-if: {len(rejected)} row(s) rejected")
-        await deliver(outgoing)
-        for event in events:
-            event.ack()
-        stats.incr("valid", len(events) - invalid)
-        stats.incr("upserted", len(events) - invalid)
-        return len(events) - invalid, invalid
+        result = await deliver_and_ack(events, outgoing, valid, kinds)
+        stats.incr("upserted", valid)
+        return result
 
-    v.forward = forward  # type: ignore[assignment]
+    # The agent looks the name up at every batch.
+    v.deliver_and_ack = upsert_deliver_and_ack
 
 
 def main() -> None:
