@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
+import aiokafka
+import aiokafka.errors
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -18,6 +20,7 @@ from streamapp.settings import Settings
 
 __all__ = [
     "FETCH_MAX_WAIT_MS",
+    "TOPIC_WATCH_SECONDS",
     "DurableProducer",
     "DurableTransport",
     "GaplessConsumer",
@@ -26,6 +29,8 @@ __all__ = [
     "StreamWorker",
     "aiokafka_kwargs",
     "faust_credentials",
+    "missing_topics",
+    "refresh_missing_topics",
     "ssl_context",
 ]
 
@@ -83,8 +88,36 @@ _YIELD_EVERY = 100
 FETCH_MAX_WAIT_MS = 100
 
 
+#: Seconds between two checks that every subscribed topic is in the metadata.
+TOPIC_WATCH_SECONDS = 1.0
+
+
+def missing_topics(consumer: aiokafka.AIOKafkaConsumer) -> set[str]:
+    """Subscribed topics (the group's, on its leader) with no partitions in metadata."""
+    wanted = set(consumer._subscription.topics or ())
+    wanted |= set(consumer._coordinator._group_subscription or ())
+    cluster = consumer._client.cluster
+    return {topic for topic in wanted if not cluster.partitions_for_topic(topic)}
+
+
+async def refresh_missing_topics(consumer: aiokafka.AIOKafkaConsumer) -> set[str]:
+    """Refresh the metadata if a subscribed topic is missing from it; return those.
+
+    aiokafka leaves a topic that was still being created when it fetched metadata
+    (``LEADER_NOT_AVAILABLE``) out of the cluster until its next periodic refresh,
+    ``metadata_max_age_ms`` (5 minutes) later, and the group leader's assignor
+    gives that topic's partitions to no member meanwhile. A refresh that finds
+    the topic changes the leader's metadata snapshot, and aiokafka rejoins the
+    group so that the partitions are assigned.
+    """
+    missing = missing_topics(consumer)
+    if missing:
+        await consumer._client.force_metadata_update()
+    return missing
+
+
 class StreamConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """Faust's consumer thread, with :data:`FETCH_MAX_WAIT_MS` for the fetches."""
+    """Faust's consumer thread: :data:`FETCH_MAX_WAIT_MS`, and :meth:`_watch_topics`."""
 
     def _create_worker_consumer(
         self, transport: aiokafka_driver.Transport
@@ -94,6 +127,36 @@ class StreamConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         # attribute when the consumer starts (after this returns).
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
+
+    @Service.task
+    async def _watch_topics(self) -> None:
+        """Every :data:`TOPIC_WATCH_SECONDS`, :func:`refresh_missing_topics`.
+
+        Seen in the chaos rebalance scenario: two workers started together, one
+        created the dead-letter topic while the other, the group leader, joined;
+        faust's assignor logged "Ignoring missing topic" and no dead letter was
+        stored for five minutes. Runs on the consumer thread's loop, which owns
+        the aiokafka client.
+        """
+        reported: set[str] = set()
+        while not self.should_stop:
+            await self.sleep(TOPIC_WATCH_SECONDS)
+            consumer = self._consumer
+            if consumer is None:
+                continue
+            try:
+                missing = await refresh_missing_topics(consumer)
+            except aiokafka.errors.KafkaError as exc:
+                self.log.warning("Metadata refresh for missing topics failed: %r", exc)
+                continue
+            if missing - reported:
+                self.log.warning(
+                    "Subscribed topics missing from the metadata, refreshing every "
+                    "%.0f s: %s",
+                    TOPIC_WATCH_SECONDS,
+                    ", ".join(sorted(missing)),
+                )
+            reported = missing
 
 
 class DurableProducer(aiokafka_driver.Producer):

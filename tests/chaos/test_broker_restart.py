@@ -85,7 +85,7 @@ def test_broker_restarted_mid_stream(
         time.sleep(0.5)
 
     producer.wait(profile.drain_timeout)
-    settle(run, data, figures, alive=[worker], timeout=profile.drain_timeout)
+    settle(run, data, figures, alive=[worker], timeout=profile.settle_timeout)
     down = [b for s, b in health if s == 503]
     figures.notes[:0] = [
         f"broker stopped (SIGTERM, controlled shutdown, {stop_took:.1f} s) at "

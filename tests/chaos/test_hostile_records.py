@@ -301,7 +301,7 @@ def test_hostile_records_dead_lettered_worker_healthy_memory_bounded(
         peak = max(peak, rss_kib(worker.proc.pid)[0])
         time.sleep(0.5)
     producer.wait(60)
-    settle(run, everything, figures, alive=[worker], timeout=profile.drain_timeout)
+    settle(run, everything, figures, alive=[worker], timeout=profile.settle_timeout)
     rss_after, hwm = rss_kib(worker.proc.pid)
     status, health = worker.get("/health")
 

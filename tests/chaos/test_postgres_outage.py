@@ -118,7 +118,7 @@ def test_postgres_stopped_for_15s_mid_stream(
         time.sleep(0.25)
 
     producer.wait(profile.drain_timeout)
-    settle(run, data, figures, alive=[worker], timeout=profile.drain_timeout)
+    settle(run, data, figures, alive=[worker], timeout=profile.settle_timeout)
     logs = run.logs()
     retries = logs.count("retrying the same")
     down = [(t, s, b) for t, s, b in health if s == 503]

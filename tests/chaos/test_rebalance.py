@@ -114,7 +114,7 @@ def test_two_workers_one_killed_takeover_and_rejoin(
     stall = progress.longest_stall(restarted, min(rejoined + 10, time.monotonic()))
 
     producer.wait(profile.drain_timeout)
-    settle(run, data, figures, alive=[first, back], timeout=profile.drain_timeout)
+    settle(run, data, figures, alive=[first, back], timeout=profile.settle_timeout)
     figures.notes[:0] = [
         f"before the kill: worker A validated {before[0]:,}, worker B {before[1]:,}",
         f"worker B SIGKILLed at t+{killed - run.started:.0f} s; takeover (every one of "

@@ -353,7 +353,7 @@ def test_source_faults_no_crash_backoff_then_good_poll(
 
     rows = {e.id for k, e in expect.items() if e.valid and k in want_counts}
     letters = sum(1 for k in want_counts if not expect[k].valid)
-    deadline = time.monotonic() + profile.drain_timeout
+    deadline = time.monotonic() + profile.settle_timeout
     while time.monotonic() < deadline:
         n, _, dl = run.db.counts(run.settings.topic_raw)
         if (n, dl) == (len(rows), letters):

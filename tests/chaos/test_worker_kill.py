@@ -94,7 +94,7 @@ def test_worker_sigkilled_three_times(
         assert took is not None, f"no progress after restart {i + 1}:\n{worker.tail()}"
     producer.wait(profile.drain_timeout)
     worker.wait_healthy()
-    settle(run, data, figures, alive=[worker], timeout=profile.drain_timeout)
+    settle(run, data, figures, alive=[worker], timeout=profile.settle_timeout)
     figures.notes[:0] = details
     figures.notes.append(
         f"{data.describe['messages']:,} messages offered at "
