@@ -206,6 +206,47 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         self.holes.pop(tp, None)
         return super()._new_offset(tp)
 
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets; where none is committed, to the log start.
+
+        faust seeks only partitions with a committed offset and leaves the others
+        where the last fetch left them. faust's ``getmany`` drops the rest of a
+        fetched batch when a rebalance begins, and relies on this seek to fetch
+        it again; in a partition nobody has committed yet those records were
+        never fetched again, and the first commit went past them (faust checks
+        for a hole only against a committed offset). Seen in the chaos rebalance
+        scenario when the clean topic was assigned late: the worker's first
+        fetch of two new clean partitions started at offsets 19 and 32, and 51
+        rows were lost. Here such partitions are sought to their first offset
+        (``auto_offset_reset=earliest`` would start there too), which also
+        becomes their committed offset for the hole check in :meth:`_new_offset`.
+        """
+        await super().perform_seek()
+        committed = self._committed_offset
+        fresh = [
+            tp
+            for tp in self.assignment()
+            if committed.get(tp) is None and not self._is_changelog_tp(tp)
+        ]
+        if not fresh:
+            return
+        try:
+            starts = await self.earliest_offsets(*fresh)
+        except Exception as exc:  # the seek above already ran; keep faust's state
+            self.log.warning(
+                "No first offsets for %d partitions without a committed offset "
+                "(%r); records fetched before a rebalance may be skipped there",
+                len(fresh),
+                exc,
+            )
+            return
+        for tp in fresh:
+            start = starts.get(tp)
+            if start is None or start < 0 or committed.get(tp) is not None:
+                continue
+            await self.seek(tp, start)
+            committed[tp] = start
+
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return StreamConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

@@ -997,6 +997,27 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
 
 
+def handled(worker: Worker) -> int:
+    """Raw messages this worker process validated (its own counters)."""
+    status, stats = worker.get("/api/stats")
+    assert status == 200, stats
+    return int(stats["valid"]) + int(stats["invalid"])
+
+
+def wait_handling(worker: Worker, timeout: float, more_than: int = 0) -> float | None:
+    """Seconds until ``worker`` has validated more than ``more_than`` messages."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        worker.assert_alive()
+        try:
+            if handled(worker) > more_than:
+                return time.monotonic() - t0
+        except OSError:
+            pass
+        time.sleep(0.25)
+    return None
+
+
 def fmt_seconds(values: Sequence[float | None]) -> str:
     return ", ".join("never" if v is None else f"{v:.1f} s" for v in values)
 

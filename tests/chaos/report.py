@@ -10,7 +10,15 @@ from pathlib import Path
 
 from tests.chaos.harness import Figures, Profile
 
-ORDER = ["sigkill", "rebalance", "postgres", "broker", "source", "hostile"]
+ORDER = [
+    "sigkill",
+    "rebalance",
+    "postgres",
+    "broker",
+    "source",
+    "hostile",
+    "latetopic",
+]
 _BLOCK = re.compile(r"<!-- chaos-results\n(.*?)\n-->", re.DOTALL)
 
 INTRO = """\

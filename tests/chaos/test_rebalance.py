@@ -16,10 +16,11 @@ from tests.chaos.harness import (
     Profile,
     Target,
     fmt_seconds,
+    handled,
     make_chaos_data,
     settle,
+    wait_handling,
 )
-from tests.e2e.conftest import Worker
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
 
@@ -31,27 +32,6 @@ def session_timeout() -> float:
     from streamapp.app import app
 
     return float(app.conf.broker_session_timeout)
-
-
-def handled(worker: Worker) -> int:
-    """Raw messages this worker process validated (its own counters)."""
-    status, stats = worker.get("/api/stats")
-    assert status == 200, stats
-    return int(stats["valid"]) + int(stats["invalid"])
-
-
-def wait_handling(worker: Worker, timeout: float, more_than: int = 0) -> float | None:
-    """Seconds until ``worker`` has validated more than ``more_than`` messages."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        worker.assert_alive()
-        try:
-            if handled(worker) > more_than:
-                return time.monotonic() - t0
-        except OSError:
-            pass
-        time.sleep(0.25)
-    return None
 
 
 def test_two_workers_one_killed_takeover_and_rejoin(

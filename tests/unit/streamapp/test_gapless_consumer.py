@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from agents.heal import holes_to_heal
 from streamapp.app import app
 from streamapp.kafka import GaplessConsumer
 
@@ -59,12 +58,6 @@ def test_the_hole_closes_once_the_message_is_acked() -> None:
     consumer._acked[TOPIC_PARTITION].append(42)
     assert consumer._new_offset(TOPIC_PARTITION) == 44
     assert consumer.holes == {}
-
-
-def test_holes_are_healed_only_after_the_grace_period() -> None:
-    holes = {TOPIC_PARTITION: (42, 100.0)}
-    assert holes_to_heal(holes, now=105.0, grace=10.0) == []
-    assert holes_to_heal(holes, now=110.5, grace=10.0) == [(TOPIC_PARTITION, 42)]
 
 
 # -------------------------------------------------------------- the drain loop
@@ -225,3 +218,86 @@ def test_a_delivery_overtaken_by_a_rebalance_leaves_the_read_offset_to_the_seek(
     asyncio.run(consumer._drain_messages(fetcher))  # type: ignore[arg-type]
     assert delivered == [1437]  # the rest of the stale batch is abandoned
     assert consumer._read_offset[TOPIC_PARTITION] == 1243  # the seek's, kept
+
+
+# ------------------------------------------------- the seek after a rebalance
+CLEAN_NEW = TP("clean", 2)
+CLEAN_OLD = TP("clean", 0)
+CHANGELOG = TP("app-sent-versions-changelog", 0)
+
+
+def seek_once(
+    consumer: GaplessConsumer,
+    monkeypatch: pytest.MonkeyPatch,
+    committed: dict[TP, int | None],
+    earliest: dict[TP, int] | Exception,
+) -> tuple[list[tuple[TP, int]], list[tuple[TP, ...]]]:
+    """Run ``perform_seek`` with the broker's answers faked; (seeks, asked)."""
+    seeks: list[tuple[TP, int]] = []
+    asked: list[tuple[TP, ...]] = []
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return committed
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        asked.append(tps)
+        if isinstance(earliest, Exception):
+            raise earliest
+        return {tp: earliest[tp] for tp in tps}
+
+    async def seek(tp: TP, offset: int) -> None:
+        seeks.append((tp, offset))
+
+    monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
+    monkeypatch.setattr(consumer, "earliest_offsets", earliest_offsets)
+    monkeypatch.setattr(consumer, "seek", seek)
+    monkeypatch.setattr(consumer, "assignment", lambda: set(committed))
+    monkeypatch.setattr(
+        consumer, "_is_changelog_tp", lambda tp: tp.topic.endswith("-changelog")
+    )
+    asyncio.run(consumer.perform_seek())
+    return seeks, asked
+
+
+def test_a_partition_nobody_committed_is_sought_to_its_first_offset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust leaves it where the last fetch stopped: records it dropped are lost."""
+    consumer = fresh_consumer()
+    seeks, asked = seek_once(
+        consumer,
+        monkeypatch,
+        {CLEAN_NEW: None, CLEAN_OLD: 146, CHANGELOG: None},
+        {CLEAN_NEW: 0},
+    )
+    assert asked == [(CLEAN_NEW,)]  # committed and changelog partitions: faust's
+    assert seeks == [(CLEAN_NEW, 0)]
+    assert consumer._committed_offset[CLEAN_NEW] == 0
+    assert consumer._committed_offset[CLEAN_OLD] == 146
+    # The first commit can no longer skip the records before the first fetched one.
+    consumer._acked[CLEAN_NEW].extend([32, 33, 34])
+    consumer._acked_index[CLEAN_NEW].update({32, 33, 34})
+    assert consumer._new_offset(CLEAN_NEW) is None
+    assert consumer.holes[CLEAN_NEW][0] == 0
+
+
+def test_the_first_offset_is_the_log_start_after_retention(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = fresh_consumer()
+    seeks, _ = seek_once(consumer, monkeypatch, {CLEAN_NEW: None}, {CLEAN_NEW: 5000})
+    assert seeks == [(CLEAN_NEW, 5000)]
+    consumer._acked[CLEAN_NEW].extend([5000, 5001])
+    consumer._acked_index[CLEAN_NEW].update({5000, 5001})
+    assert consumer._new_offset(CLEAN_NEW) == 5002
+
+
+def test_no_first_offsets_keeps_faust_behaviour(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = fresh_consumer()
+    seeks, asked = seek_once(
+        consumer, monkeypatch, {CLEAN_NEW: None}, OSError("broker down")
+    )
+    assert asked == [(CLEAN_NEW,)] and seeks == []
+    assert consumer._committed_offset.get(CLEAN_NEW) is None
