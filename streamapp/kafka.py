@@ -216,8 +216,9 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         never fetched again, and the first commit went past them (faust checks
         for a hole only against a committed offset). Seen in the chaos rebalance
         scenario when the clean topic was assigned late: the worker's first
-        fetch of two new clean partitions started at offsets 19 and 32, and 51
-        rows were lost. Here such partitions are sought to their first offset
+        fetch of two new clean partitions started at offsets 19 and 32, and the
+        records before them were never stored (the late-topic scenario lost
+        197-322 rows that way). Here such partitions are sought to their first offset
         (``auto_offset_reset=earliest`` would start there too), which also
         becomes their committed offset for the hole check in :meth:`_new_offset`.
         """
