@@ -33,6 +33,11 @@ from streamapp.exceptions import InvalidRecord
 from streamapp.settings import Settings
 
 
+def as_json_bytes(value: bytes | str) -> bytes:
+    """A message value as the bytes the records' ``loads`` takes."""
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
 def _sinks(settings: Settings) -> tuple[Any, Any]:
     """Quix ``BatchingSink`` adapters around streamapp's own sinks (same SQL)."""
     from quixstreams.sinks import BatchingSink, SinkBatch
@@ -51,7 +56,7 @@ def _sinks(settings: Settings) -> tuple[Any, Any]:
                 value = item.value
                 if isinstance(value, bytes | str):  # pipeline: clean-topic JSON
                     row = pg.quake_row(
-                        Quake.loads(value),
+                        Quake.loads(as_json_bytes(value)),
                         partition=batch.partition,
                         offset=item.offset,
                     )
@@ -72,7 +77,7 @@ def _sinks(settings: Settings) -> tuple[Any, Any]:
             for item in batch:
                 value = item.value
                 if isinstance(value, bytes | str):
-                    value = DeadLetter.loads(value)
+                    value = DeadLetter.loads(as_json_bytes(value))
                 row = pg.dead_letter_row(
                     value,
                     topic=batch.topic,

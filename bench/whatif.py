@@ -61,11 +61,11 @@ def apply(names: list[str]) -> None:
         def _no_sensor(app: Any) -> None:
             del app
 
-        metrics.install_faust_sensor = _no_sensor  # type: ignore[assignment]
+        metrics.install_faust_sensor = _no_sensor
     from streamapp.app import app
 
     if "no_compression" in names:
-        app.conf.producer_compression_type = None
+        app.conf.producer_compression_type = None  # type: ignore[assignment]
     if "lz4" in names:
         app.conf.producer_compression_type = "lz4"
     if "validate_batch_5000" in names:
@@ -81,7 +81,7 @@ def apply(names: list[str]) -> None:
             kwargs["pool_pre_ping"] = False
             return make(settings, **kwargs)
 
-        db.make_engine = _engine  # type: ignore[assignment]
+        db.make_engine = _engine
     for name in names:
         if name.startswith("max_poll_"):
             app.conf.broker_max_poll_records = int(name.rsplit("_", 1)[1])
@@ -92,7 +92,7 @@ def apply(names: list[str]) -> None:
     if "spinner" in names:
         import faust
 
-        app.conf.Worker = faust.Worker
+        app.conf.Worker = faust.Worker  # type: ignore[assignment]
     if "fetch_wait_1500" in names:
         from streamapp import kafka
 
