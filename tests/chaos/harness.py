@@ -248,6 +248,27 @@ async def _read_topic(kwargs: dict[str, Any], topic: str, idle: float) -> list[R
         await consumer.stop()
 
 
+def profile_data(profile: Profile, *, seed: int, id_offset: int = 0) -> ChaosData:
+    """A scenario's stream: ``profile.events`` messages with the profile's shares."""
+    return make_chaos_data(
+        profile.events,
+        seed=seed,
+        invalid_share=profile.invalid_share,
+        revision_share=profile.revision_share,
+        stale_share=profile.stale_share,
+        id_offset=id_offset,
+    )
+
+
+def offered(data: ChaosData, rate: float) -> str:
+    """The report note on what a scenario streamed, and how fast."""
+    d = data.describe
+    return (
+        f"{d['messages']:,} messages offered at {rate:.0f}/s: {d['invalid']:,} "
+        f"invalid, {d['revisions']:,} revisions, {d['stale_copies']:,} stale copies"
+    )
+
+
 def read_topic(settings: Settings, topic: str, idle: float = 60.0) -> list[Rec]:
     """Every message of ``topic`` up to its current end (no consumer group)."""
     return run_sync(_read_topic(aiokafka_kwargs(settings), topic, idle))

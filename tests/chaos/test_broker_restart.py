@@ -17,7 +17,7 @@ from tests.chaos.harness import (
     Profile,
     Target,
     fmt_seconds,
-    make_chaos_data,
+    profile_data,
     settle,
 )
 from tests.chaos.private_stack import PrivateStack
@@ -37,13 +37,7 @@ def test_broker_restarted_mid_stream(
 ) -> None:
     run = chaos_run(private_target, "broker")
     stream_seconds = STREAM_SECONDS * profile.time_scale
-    data = make_chaos_data(
-        profile.events,
-        seed=404,
-        invalid_share=profile.invalid_share,
-        revision_share=profile.revision_share,
-        stale_share=profile.stale_share,
-    )
+    data = profile_data(profile, seed=404)
     figures = Figures("broker", "Kafka broker restarted mid-stream", profile.name)
     run.create_raw_topic()
     worker = run.start_worker()

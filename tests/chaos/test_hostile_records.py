@@ -32,7 +32,7 @@ from tests.chaos.harness import (
     Target,
     create_topic,
     envelope_expect,
-    make_chaos_data,
+    profile_data,
     rss_kib,
     run_sync,
     settle,
@@ -243,14 +243,7 @@ def test_hostile_records_dead_lettered_worker_healthy_memory_bounded(
     chaos_report: Report,
 ) -> None:
     run = chaos_run(shared_target, "hostile")
-    stream = make_chaos_data(
-        profile.events,
-        seed=606,
-        invalid_share=profile.invalid_share,
-        revision_share=profile.revision_share,
-        stale_share=profile.stale_share,
-        id_offset=5_000_000,
-    )
+    stream = profile_data(profile, seed=606, id_offset=5_000_000)
     base = json.loads(
         next(m.value for m in stream.messages if stream.expect[m.value].valid)
     )["feature"]

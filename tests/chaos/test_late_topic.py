@@ -20,7 +20,8 @@ from tests.chaos.harness import (
     Target,
     fmt_seconds,
     handled,
-    make_chaos_data,
+    offered,
+    profile_data,
     settle,
     wait_handling,
 )
@@ -44,13 +45,7 @@ def test_a_topic_assigned_late_loses_nothing(
 ) -> None:
     run = chaos_run(shared_target, "latetopic")
     stream_seconds = STREAM_SECONDS * profile.time_scale
-    data = make_chaos_data(
-        profile.events,
-        seed=707,
-        invalid_share=profile.invalid_share,
-        revision_share=profile.revision_share,
-        stale_share=profile.stale_share,
-    )
+    data = profile_data(profile, seed=707)
     figures = Figures(
         "latetopic", "Clean topic assigned late (after data)", profile.name
     )
@@ -95,9 +90,7 @@ def test_a_topic_assigned_late_loses_nothing(
         f"worker B started; validating {fmt_seconds([assigned])} later; the "
         f"rebalance assigned the clean partitions with records in them and no "
         f"committed offset",
-        f"{data.describe['messages']:,} messages offered at {rate:.0f}/s: "
-        f"{data.describe['invalid']:,} invalid, {data.describe['revisions']:,} "
-        f"revisions, {data.describe['stale_copies']:,} stale copies",
+        offered(data, rate),
         "time to recover = worker B started -> worker B validating",
     ]
     figures.time_to_recover = f"B validating {fmt_seconds([assigned])}"

@@ -18,7 +18,7 @@ from tests.chaos.harness import (
     Profile,
     Target,
     fmt_seconds,
-    make_chaos_data,
+    profile_data,
     settle,
 )
 from tests.chaos.private_stack import PrivateStack
@@ -70,13 +70,7 @@ def test_postgres_stopped_for_15s_mid_stream(
 ) -> None:
     run = chaos_run(private_target, "postgres")
     stream_seconds = STREAM_SECONDS * profile.time_scale
-    data = make_chaos_data(
-        profile.events,
-        seed=303,
-        invalid_share=profile.invalid_share,
-        revision_share=profile.revision_share,
-        stale_share=profile.stale_share,
-    )
+    data = profile_data(profile, seed=303)
     figures = Figures("postgres", "PostgreSQL stopped 15 s mid-stream", profile.name)
     run.create_raw_topic()
     worker = run.start_worker()

@@ -17,7 +17,8 @@ from tests.chaos.harness import (
     Target,
     fmt_seconds,
     handled,
-    make_chaos_data,
+    offered,
+    profile_data,
     settle,
     wait_handling,
 )
@@ -42,13 +43,7 @@ def test_two_workers_one_killed_takeover_and_rejoin(
 ) -> None:
     run = chaos_run(shared_target, "rebalance")
     stream_seconds = STREAM_SECONDS * profile.time_scale
-    data = make_chaos_data(
-        profile.events,
-        seed=202,
-        invalid_share=profile.invalid_share,
-        revision_share=profile.revision_share,
-        stale_share=profile.stale_share,
-    )
+    data = profile_data(profile, seed=202)
     figures = Figures(
         "rebalance", "2 workers, 1 killed, takeover, rejoin", profile.name
     )
@@ -106,9 +101,7 @@ def test_two_workers_one_killed_takeover_and_rejoin(
         f"restart; longest stall of the stream during that rebalance "
         f"{stall:.1f} s; both members validating afterwards: "
         f"{'yes' if all(x is not None for x in both) else 'NO'}",
-        f"{data.describe['messages']:,} messages offered at {rate:.0f}/s: "
-        f"{data.describe['invalid']:,} invalid, {data.describe['revisions']:,} "
-        f"revisions, {data.describe['stale_copies']:,} stale copies",
+        offered(data, rate),
         "time to recover = kill -> every partition progressing on the survivor "
         "(takeover); then restart -> the returning worker validating (rejoin)",
     ]

@@ -17,7 +17,8 @@ from tests.chaos.harness import (
     Target,
     expected_totals,
     fmt_seconds,
-    make_chaos_data,
+    offered,
+    profile_data,
     settle,
     sink_transaction_open,
 )
@@ -37,13 +38,7 @@ def test_worker_sigkilled_three_times(
     rng = random.Random()
     run = chaos_run(shared_target, "sigkill")
     stream_seconds = STREAM_SECONDS * profile.time_scale
-    data = make_chaos_data(
-        profile.events,
-        seed=101,
-        invalid_share=profile.invalid_share,
-        revision_share=profile.revision_share,
-        stale_share=profile.stale_share,
-    )
+    data = profile_data(profile, seed=101)
     figures = Figures("sigkill", "Worker SIGKILLed 3x, restarted", profile.name)
     run.create_raw_topic()
     worker = run.start_worker()
@@ -96,12 +91,7 @@ def test_worker_sigkilled_three_times(
     worker.wait_healthy()
     settle(run, data, figures, alive=[worker], timeout=profile.settle_timeout)
     figures.notes[:0] = details
-    figures.notes.append(
-        f"{data.describe['messages']:,} messages offered at "
-        f"{max(20.0, profile.events / stream_seconds):.0f}/s: "
-        f"{data.describe['invalid']:,} invalid, {data.describe['revisions']:,} "
-        f"revisions, {data.describe['stale_copies']:,} stale copies"
-    )
+    figures.notes.append(offered(data, max(20.0, profile.events / stream_seconds)))
     figures.notes.append(
         "time to recover = restart of the killed worker -> first new row or dead "
         "letter stored (includes process start, group rejoin and the wait for the "
