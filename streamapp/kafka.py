@@ -20,6 +20,7 @@ from streamapp.settings import Settings
 
 __all__ = [
     "FETCH_MAX_WAIT_MS",
+    "TOPIC_WATCH_MAX_SECONDS",
     "TOPIC_WATCH_SECONDS",
     "DurableProducer",
     "DurableTransport",
@@ -90,6 +91,8 @@ FETCH_MAX_WAIT_MS = 100
 
 #: Seconds between two checks that every subscribed topic is in the metadata.
 TOPIC_WATCH_SECONDS = 1.0
+#: The longest wait between two refreshes while the same topics stay missing.
+TOPIC_WATCH_MAX_SECONDS = 30.0
 
 
 def missing_topics(consumer: aiokafka.AIOKafkaConsumer) -> set[str]:
@@ -130,7 +133,7 @@ class StreamConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
     @Service.task
     async def _watch_topics(self) -> None:
-        """Every :data:`TOPIC_WATCH_SECONDS`, :func:`refresh_missing_topics`.
+        """:func:`refresh_missing_topics` every second, backing off to 30 s.
 
         Seen in the chaos rebalance scenario: two workers started together, one
         created the dead-letter topic while the other, the group leader, joined;
@@ -139,23 +142,28 @@ class StreamConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         the aiokafka client.
         """
         reported: set[str] = set()
+        delay = TOPIC_WATCH_SECONDS
         while not self.should_stop:
-            await self.sleep(TOPIC_WATCH_SECONDS)
+            await self.sleep(delay)
             consumer = self._consumer
             if consumer is None:
                 continue
             try:
                 missing = await refresh_missing_topics(consumer)
-            except aiokafka.errors.KafkaError as exc:
+            except Exception as exc:  # the watch must never stop the consumer thread
                 self.log.warning("Metadata refresh for missing topics failed: %r", exc)
                 continue
             if missing - reported:
                 self.log.warning(
-                    "Subscribed topics missing from the metadata, refreshing every "
-                    "%.0f s: %s",
-                    TOPIC_WATCH_SECONDS,
+                    "Subscribed topics missing from the metadata, refreshing: %s",
                     ", ".join(sorted(missing)),
                 )
+            # A topic that stays missing (deleted, never created) is asked for
+            # less and less often: 1, 2, 4 ... 30 s.
+            if missing and missing == reported:
+                delay = min(delay * 2, TOPIC_WATCH_MAX_SECONDS)
+            else:
+                delay = TOPIC_WATCH_SECONDS
             reported = missing
 
 
@@ -170,6 +178,25 @@ class DurableProducer(aiokafka_driver.Producer):
 
     def _settings_extra(self) -> Mapping[str, Any]:
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+#: Seconds :meth:`GaplessConsumer.perform_seek` waits for the first offsets (faust
+#: runs the whole seek under ``broker_request_timeout``; past it recovery stops).
+START_OFFSETS_TIMEOUT = 10.0
+
+
+async def _seek_all(
+    consumer: aiokafka.AIOKafkaConsumer, targets: list[tuple[Any, int]]
+) -> set[Any]:
+    """Seek ``(tp, offset)`` pairs on the consumer's own thread; the tps sought."""
+    sought: set[Any] = set()
+    for tp, offset in targets:
+        try:
+            consumer.seek(tp, offset)
+        except aiokafka.errors.IllegalStateError:  # revoked meanwhile
+            continue
+        sought.add(tp)
+    return sought
 
 
 class GaplessConsumer(aiokafka_driver.Consumer):
@@ -189,6 +216,8 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         super().__post_init__()
         #: tp -> (first offset not acked, monotonic time the hole was first seen).
         self.holes: dict[Any, tuple[int, float]] = {}
+        #: tp -> first offset of an assigned partition nobody has committed yet.
+        self.start_offsets: dict[Any, int] = {}
 
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]
@@ -220,33 +249,53 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         records before them were never stored (the late-topic scenario lost
         197-322 rows that way). Here such partitions are sought to their first offset
         (``auto_offset_reset=earliest`` would start there too), which also
-        becomes their committed offset for the hole check in :meth:`_new_offset`.
+        becomes their committed offset for the hole check in :meth:`_new_offset`,
+        and again on every later call until something is committed. The seeks run
+        on the consumer thread, which owns the fetcher's state.
         """
         await super().perform_seek()
         committed = self._committed_offset
+        assigned = {tp for tp in self.assignment() if not self._is_changelog_tp(tp)}
+        starts = self.start_offsets
+        for tp in list(starts):
+            if tp not in assigned:
+                del starts[tp]
+        # Nothing committed: faust's seek left it None, or it still holds the
+        # start stored by an earlier call (seeking there again is what faust's
+        # seek to a committed offset would do).
         fresh = [
             tp
-            for tp in self.assignment()
-            if committed.get(tp) is None and not self._is_changelog_tp(tp)
+            for tp in assigned
+            if committed.get(tp) is None
+            or (tp in starts and committed.get(tp) == starts[tp])
         ]
-        if not fresh:
+        unknown = [tp for tp in fresh if tp not in starts]
+        if unknown:
+            try:
+                found = await asyncio.wait_for(
+                    self.earliest_offsets(*unknown), START_OFFSETS_TIMEOUT
+                )
+            except Exception as exc:  # faust's seek already ran; keep its state
+                self.log.warning(
+                    "No first offsets for %d partitions without a committed offset "
+                    "(%r); records fetched before a rebalance may be skipped there",
+                    len(unknown),
+                    exc,
+                )
+                found = {}
+            for tp in unknown:
+                start = found.get(tp)
+                if start is not None and start >= 0:
+                    starts[tp] = start
+        targets = [(tp, starts[tp]) for tp in fresh if tp in starts]
+        if not targets:
             return
-        try:
-            starts = await self.earliest_offsets(*fresh)
-        except Exception as exc:  # the seek above already ran; keep faust's state
-            self.log.warning(
-                "No first offsets for %d partitions without a committed offset "
-                "(%r); records fetched before a rebalance may be skipped there",
-                len(fresh),
-                exc,
-            )
-            return
-        for tp in fresh:
-            start = starts.get(tp)
-            if start is None or start < 0 or committed.get(tp) is not None:
-                continue
-            await self.seek(tp, start)
-            committed[tp] = start
+        thread = self._thread
+        sought = await thread.call_thread(_seek_all, thread._ensure_consumer(), targets)
+        for tp, start in targets:
+            if tp in sought:
+                self._read_offset[tp] = start if start else None
+                committed[tp] = start
 
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return StreamConsumerThread(self, loop=self.loop, beacon=self.beacon)

@@ -7,8 +7,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
+import streamapp.kafka
 from streamapp.app import app
 from streamapp.kafka import GaplessConsumer
 
@@ -18,6 +20,7 @@ TOPIC_PARTITION = TP("raw", 0)
 def fresh_consumer() -> GaplessConsumer:
     consumer = app.consumer
     assert isinstance(consumer, GaplessConsumer)
+    consumer.start_offsets.clear()
     consumer._acked.clear()
     consumer._acked_index.clear()
     consumer._committed_offset.clear()
@@ -226,37 +229,63 @@ CLEAN_OLD = TP("clean", 0)
 CHANGELOG = TP("app-sent-versions-changelog", 0)
 
 
+class FakeAioConsumer:
+    """The aiokafka consumer behind the thread: records seeks, refuses revoked tps."""
+
+    def __init__(self, revoked: set[TP]) -> None:
+        self.revoked = revoked
+        self.seeks: list[tuple[TP, int]] = []
+
+    def seek(self, tp: TP, offset: int) -> None:
+        if tp in self.revoked:
+            raise IllegalStateError(f"No current assignment for partition {tp}")
+        self.seeks.append((tp, offset))
+
+
+class FakeThread:
+    def __init__(self, aio: FakeAioConsumer) -> None:
+        self.aio = aio
+        self.calls = 0
+
+    def _ensure_consumer(self) -> FakeAioConsumer:
+        return self.aio
+
+    async def call_thread(self, fun: Any, *args: Any) -> Any:
+        self.calls += 1
+        return await fun(*args)
+
+
 def seek_once(
     consumer: GaplessConsumer,
     monkeypatch: pytest.MonkeyPatch,
     committed: dict[TP, int | None],
     earliest: dict[TP, int] | Exception,
+    revoked: set[TP] | None = None,
+    delay: float = 0.0,
 ) -> tuple[list[tuple[TP, int]], list[tuple[TP, ...]]]:
     """Run ``perform_seek`` with the broker's answers faked; (seeks, asked)."""
-    seeks: list[tuple[TP, int]] = []
     asked: list[tuple[TP, ...]] = []
+    thread = FakeThread(FakeAioConsumer(revoked or set()))
 
     async def seek_to_committed() -> dict[TP, int | None]:
         return committed
 
     async def earliest_offsets(*tps: TP) -> dict[TP, int]:
         asked.append(tps)
+        await asyncio.sleep(delay)
         if isinstance(earliest, Exception):
             raise earliest
         return {tp: earliest[tp] for tp in tps}
 
-    async def seek(tp: TP, offset: int) -> None:
-        seeks.append((tp, offset))
-
     monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
     monkeypatch.setattr(consumer, "earliest_offsets", earliest_offsets)
-    monkeypatch.setattr(consumer, "seek", seek)
+    monkeypatch.setattr(consumer, "_thread", thread)
     monkeypatch.setattr(consumer, "assignment", lambda: set(committed))
     monkeypatch.setattr(
         consumer, "_is_changelog_tp", lambda tp: tp.topic.endswith("-changelog")
     )
     asyncio.run(consumer.perform_seek())
-    return seeks, asked
+    return thread.aio.seeks, asked
 
 
 def test_a_partition_nobody_committed_is_sought_to_its_first_offset(
@@ -301,3 +330,43 @@ def test_no_first_offsets_keeps_faust_behaviour(
     )
     assert asked == [(CLEAN_NEW,)] and seeks == []
     assert consumer._committed_offset.get(CLEAN_NEW) is None
+
+
+def test_a_later_seek_goes_back_to_the_start_until_something_is_committed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust seeks again when getmany runs while the flow is stopped: the partition
+    must go back to its start, not stay past a batch that was dropped."""
+    consumer = fresh_consumer()
+    seek_once(consumer, monkeypatch, {CLEAN_NEW: None}, {CLEAN_NEW: 0})
+    seeks, asked = seek_once(consumer, monkeypatch, {CLEAN_NEW: None}, {})
+    assert seeks == [(CLEAN_NEW, 0)] and asked == []  # the stored start, no request
+    seeks, asked = seek_once(consumer, monkeypatch, {CLEAN_NEW: 40}, {})
+    assert seeks == [] and asked == []  # committed now: faust's seek is enough
+    assert consumer._committed_offset[CLEAN_NEW] == 40
+
+
+def test_a_partition_revoked_before_the_seek_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = fresh_consumer()
+    seeks, _ = seek_once(
+        consumer,
+        monkeypatch,
+        {CLEAN_NEW: None, CLEAN_OLD: None},
+        {CLEAN_NEW: 0, CLEAN_OLD: 0},
+        revoked={CLEAN_OLD},
+    )
+    assert seeks == [(CLEAN_NEW, 0)]
+    assert consumer._committed_offset.get(CLEAN_OLD) is None
+
+
+def test_slow_first_offsets_give_up_before_faust_stops_recovery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(streamapp.kafka, "START_OFFSETS_TIMEOUT", 0.05)
+    consumer = fresh_consumer()
+    seeks, asked = seek_once(
+        consumer, monkeypatch, {CLEAN_NEW: None}, {CLEAN_NEW: 0}, delay=5.0
+    )
+    assert asked == [(CLEAN_NEW,)] and seeks == []

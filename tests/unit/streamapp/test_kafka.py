@@ -11,7 +11,6 @@ import aiokafka.errors
 import faust
 import pytest
 
-import streamapp.kafka
 from streamapp.app import app
 from streamapp.kafka import (
     DurableProducer,
@@ -94,12 +93,14 @@ class FakeClient:
         self.cluster = cluster
         self.refreshes = 0
         self.fail = fail
+        self.appears = True
 
     async def force_metadata_update(self) -> bool:
         self.refreshes += 1
         if self.fail:
             raise aiokafka.errors.KafkaConnectionError("broker down")
-        self.cluster.partitions.setdefault("dl", {0, 1})
+        if self.appears:
+            self.cluster.partitions.setdefault("dl", {0, 1})
         return True
 
 
@@ -151,7 +152,6 @@ def test_the_consumer_thread_watches_for_missing_topics(
     """The watch refreshes every interval, survives a failed refresh, logs once."""
     tasks = StreamConsumerThread._tasks  # type: ignore[attr-defined]
     assert "_watch_topics" in tasks["streamapp.kafka.StreamConsumerThread"]
-    monkeypatch.setattr(streamapp.kafka, "TOPIC_WATCH_SECONDS", 0.0)
     consumer = fake_consumer({"raw"}, {"raw", "dl"}, {"raw": {0}})
     consumer._client.fail = True
     warnings: list[str] = []
@@ -176,3 +176,25 @@ def test_the_consumer_thread_watches_for_missing_topics(
     assert missing_topics(consumer) == set()
     assert sum("failed" in w for w in warnings) == 2
     assert sum("missing from the metadata" in w for w in warnings) == 1
+
+
+def test_the_watch_backs_off_while_a_topic_stays_missing() -> None:
+    consumer = fake_consumer({"raw", "dl"}, None, {"raw": {0}})
+    consumer._client.appears = False  # deleted, or never created
+    delays: list[float] = []
+    warnings: list[str] = []
+
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        await asyncio.sleep(0)
+
+    thread = SimpleNamespace(
+        _consumer=consumer,
+        sleep=sleep,
+        log=SimpleNamespace(warning=lambda msg, *a: warnings.append(msg % a)),
+    )
+    thread = Stoppable(thread, stop_after=lambda: len(delays) >= 8)
+    asyncio.run(StreamConsumerThread.__dict__["_watch_topics"].fun(thread))
+    assert delays == [1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert consumer._client.refreshes == 8
+    assert len(warnings) == 1  # logged once, not every refresh
