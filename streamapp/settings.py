@@ -76,6 +76,9 @@ class Settings:
     kafka_ssl_cafile: str = ""
     kafka_ssl_certfile: str = ""
     kafka_ssl_keyfile: str = ""
+    #: Seconds a worker waits for the broker at start or after losing it before it
+    #: exits with one line; 0 waits for ever.
+    kafka_wait_seconds: float = 0.0
     # --- PostgreSQL (names from the seed)
     postgres_user: str = "streamapp"
     postgres_password: Secret = field(default_factory=lambda: Secret("streamapp"))
@@ -108,6 +111,10 @@ class Settings:
     sink_batch_seconds: float = 0.25
     max_message_bytes: int = 1024 * 1024
     max_json_depth: int = 32
+    #: Days (by the event's ``updated`` time) an event id stays in the fetcher's
+    #: dedup table; a revision of an older event is sent again (the upsert keeps
+    #: the newest).
+    dedup_retention_days: float = 30.0
     redrive_token: Secret = field(default_factory=lambda: Secret(""))
     jupyter_token: Secret = field(default_factory=lambda: Secret(""))
 
@@ -282,6 +289,12 @@ def _validate(s: Settings) -> None:
     _check_positive("SOURCE_MAX_BYTES", s.source_max_bytes, 1024)
     _check_positive("MAX_MESSAGE_BYTES", s.max_message_bytes, 1024)
     _check_positive("MAX_JSON_DEPTH", s.max_json_depth, 4)  # an envelope is 4 deep
+    _check_positive("DEDUP_RETENTION_DAYS", s.dedup_retention_days, 0.001)
+    if s.kafka_wait_seconds < 0:
+        raise ConfigError(
+            f"KAFKA_WAIT_SECONDS={s.kafka_wait_seconds!r} must be 0 (wait for ever) "
+            "or more"
+        )
     if s.source == "replay" and not s.replay_path.is_file():
         raise ConfigError(f"REPLAY_FILE={str(s.replay_path)!r} does not exist")
 
