@@ -14,7 +14,7 @@ CONSTRAINTS := $(wildcard constraints.txt)
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 JARS_STAMP := stack/lib/.resolved
 MVN ?= mvn
-STACK := $(PY) -m streamapp.stack
+STACK := $(PY) -m devstack
 PYTEST_ARGS ?=
 
 .PHONY: help venv jars browser up down status run test lint clean distclean \

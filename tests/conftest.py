@@ -14,9 +14,9 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from devstack import kafka_answers
 from streamapp.kafka import aiokafka_kwargs
 from streamapp.settings import Settings, load_settings
-from streamapp.stack import kafka_answers
 
 T = TypeVar("T")
 

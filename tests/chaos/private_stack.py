@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from streamapp.stack import as_postgres_prefix, find_pg_bindir, pid_alive, read_pid
+from devstack import as_postgres_prefix, find_pg_bindir, pid_alive, read_pid
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +88,7 @@ class PrivateStack:
     # ------------------------------------------------------------------ CLI
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "streamapp.stack", *args],
+            [sys.executable, "-m", "devstack", *args],
             env=self.env,
             cwd=ROOT,
             capture_output=True,

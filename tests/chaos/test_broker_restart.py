@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from streamapp.stack import kafka_answers
+from devstack import kafka_answers
 from tests.chaos.conftest import Report
 from tests.chaos.harness import (
     BackgroundProducer,

@@ -1,4 +1,4 @@
-"""`python -m streamapp.stack` for real, on its own ports and state dir, in both modes.
+"""`python -m devstack` for real, on its own ports and state dir, in both modes.
 
 The shared development stack (2181/9092/5320, ./.stack) is never touched: every test
 gets free ports and a temporary STACK_DIR through the environment of a subprocess.
@@ -71,7 +71,7 @@ class AltStack:
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "streamapp.stack", *args],
+            [sys.executable, "-m", "devstack", *args],
             env=self.env,
             cwd=ROOT,
             capture_output=True,

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from streamapp import stack
-from streamapp.exceptions import ConfigError, StackError
-from streamapp.settings import Settings, load_settings
-from streamapp.stack import (
+import devstack.stack as stack
+from devstack.stack import (
     Listener,
     Stack,
     client_listener,
@@ -29,6 +27,8 @@ from streamapp.stack import (
     render_postgres_conf,
     render_zookeeper_properties,
 )
+from streamapp.exceptions import ConfigError, StackError
+from streamapp.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -271,9 +271,9 @@ def test_cli_without_java_prints_one_line_and_no_traceback(tmp_path: Path) -> No
         "HOME": os.environ.get("HOME", "/root"),
     }
     out = subprocess.run(
-        [sys.executable, "-m", "streamapp.stack", "up"],
+        [sys.executable, "-m", "devstack", "up"],
         env=env,
-        cwd=tmp_path,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
@@ -293,9 +293,9 @@ def test_cli_bad_setting_is_one_line(tmp_path: Path) -> None:
         "STACK_DIR": str(tmp_path / "stack"),
     }
     out = subprocess.run(
-        [sys.executable, "-m", "streamapp.stack", "status"],
+        [sys.executable, "-m", "devstack", "status"],
         env=env,
-        cwd=tmp_path,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
