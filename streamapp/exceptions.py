@@ -13,6 +13,14 @@ class ConfigError(StreamappError):
     """A setting is missing or malformed; the message says what to fix, in one line."""
 
 
+class UnsupportedVersion(ConfigError):
+    """An installed faust-streaming, aiokafka or mode is not the pinned version."""
+
+
+class KafkaUnavailable(StreamappError):
+    """The Kafka brokers did not answer within ``KAFKA_WAIT_SECONDS``."""
+
+
 class StackError(StreamappError):
     """The local stack (ZooKeeper, Kafka, PostgreSQL) cannot start, stop or answer."""
 
