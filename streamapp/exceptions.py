@@ -1,8 +1,43 @@
-"""The one exception tree of streamapp: every error the platform raises on purpose."""
+"""The one exception tree of streamapp: every error the platform raises on purpose.
+
+::
+
+    StreamappError
+    +-- ConfigError                a setting is missing or malformed
+    |   +-- UnsupportedVersion     faust-streaming/aiokafka/mode not the pinned one
+    +-- KafkaUnavailable           the brokers did not answer in time
+    +-- StackError                 the local stack cannot start, stop or answer
+    +-- SourceError                the data source delivered nothing usable
+    |   +-- SourceUnavailable      unreachable or busy: retry later
+    |   +-- SourceResponseError    an unusable body
+    +-- InvalidRecord              a raw message failed validation
+    +-- SinkError                  writing to PostgreSQL failed
+    |   +-- TransientSinkError     retry the same batch in place
+    |   +-- PermanentSinkError     the data is refused: bisect, dead-letter
+    +-- TopicNotFound              the topic to replay does not exist
+    +-- BadRequest (+ ValueError)  a malformed API or command-line parameter
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+__all__ = [
+    "BadRequest",
+    "ConfigError",
+    "InvalidRecord",
+    "KafkaUnavailable",
+    "PermanentSinkError",
+    "SinkError",
+    "SourceError",
+    "SourceResponseError",
+    "SourceUnavailable",
+    "StackError",
+    "StreamappError",
+    "TopicNotFound",
+    "TransientSinkError",
+    "UnsupportedVersion",
+]
 
 
 class StreamappError(Exception):
@@ -61,3 +96,11 @@ class TransientSinkError(SinkError):
 
 class PermanentSinkError(SinkError):
     """The database rejects the data itself: retrying will never succeed."""
+
+
+class TopicNotFound(StreamappError):
+    """The topic to replay does not exist on the broker."""
+
+
+class BadRequest(StreamappError, ValueError):
+    """A request parameter is malformed; the message says which and why (a 400)."""
