@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import psycopg2
 
+from streamapp.faust_ext import fetch_cluster
 from streamapp.kafka import aiokafka_kwargs
 from streamapp.settings import Settings, load_settings
 
@@ -189,7 +190,7 @@ async def topic_partitions(consumer: Any, topic: str) -> list[Any]:
     """The partitions of ``topic`` as ``TopicPartition`` (fresh metadata)."""
     from aiokafka import TopicPartition
 
-    cluster = await consumer._client.fetch_all_metadata()
+    cluster = await fetch_cluster(consumer)
     return [
         TopicPartition(topic, p)
         for p in sorted(cluster.partitions_for_topic(topic) or ())

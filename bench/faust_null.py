@@ -10,7 +10,7 @@ records when it saw the first and the N-th. It tells how fast a Faust worker can
         faust -A bench.faust_null worker -l warn --web-port P
 
 ``BENCH_NULL_CONSUMER=stock`` (the default) runs faust-streaming's own consumer,
-``streamapp`` the one streamapp's worker runs (``streamapp.kafka.StreamApp``: the
+``streamapp`` the one streamapp's worker runs (``streamapp.faust_ext.StreamApp``: the
 gapless commit and the drain loop without a task per message).
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import faust
 
 from bench.common import base_settings
-from streamapp.kafka import StreamApp
+from streamapp.faust_ext import StreamApp
 
 settings = base_settings()
 TOPIC = os.environ.get("BENCH_NULL_TOPIC", "bench-null.raw")

@@ -18,7 +18,7 @@ Changes:
 * ``max_poll_500`` / ``max_poll_2000``: ``broker_max_poll_records`` (faust's
   default: no limit per ``getmany``).
 * ``fetch_wait_1500``: the consumer's ``fetch_max_wait_ms`` back at faust's 1500
-  (streamapp: ``streamapp.kafka.FETCH_MAX_WAIT_MS``).
+  (streamapp: ``streamapp.faust_ext.FETCH_MAX_WAIT_MS``).
 * ``spinner``: faust's own ``Worker`` class (its terminal spinner sets the root
   logger to DEBUG at ``-l warn``, the level the bench runs workers at).
 * ``buffer_16k`` / ``buffer_8k``: ``stream_buffer_maxsize`` (faust: 4096).
@@ -55,14 +55,12 @@ def apply(names: list[str]) -> None:
     unknown = set(names) - set(CHANGES)
     if unknown:
         raise SystemExit(f"bench.whatif: unknown change(s): {', '.join(unknown)}")
-    if "no_prometheus" in names:
-        from streamapp import metrics
-
-        def _no_sensor(app: Any) -> None:
-            del app
-
-        metrics.install_faust_sensor = _no_sensor
     from streamapp.app import app
+
+    if "no_prometheus" in names:
+        from faust.sensors import Monitor
+
+        app.conf.Monitor = Monitor
 
     if "no_compression" in names:
         app.conf.producer_compression_type = None  # type: ignore[assignment]
@@ -94,9 +92,9 @@ def apply(names: list[str]) -> None:
 
         app.conf.Worker = faust.Worker  # type: ignore[assignment]
     if "fetch_wait_1500" in names:
-        from streamapp import kafka
+        from streamapp.faust_ext import topic_watch
 
-        kafka.FETCH_MAX_WAIT_MS = 1500
+        topic_watch.FETCH_MAX_WAIT_MS = 1500
     if "cython_optimizations" in names:
         app.conf.cython_optimizations = True
     if "fused" in names:

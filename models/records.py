@@ -11,6 +11,7 @@ from typing import Any
 import faust
 
 from streamapp.exceptions import InvalidRecord
+from streamapp.faust_ext.records import record_fields
 
 __all__ = [
     "DEAD_LETTER_KEEP_BYTES",
@@ -99,7 +100,7 @@ class Quake(faust.Record, serializer="json", coerce=True):
 
 #: ``Quake`` field names in declaration order: the clean event's columns everywhere
 #: (the sink's statement, the read API, the replay frames).
-QUAKE_FIELDS: tuple[str, ...] = tuple(Quake._options.fields)
+QUAKE_FIELDS: tuple[str, ...] = record_fields(Quake)
 
 
 def _encode_capped(data: bytes, keep_bytes: int) -> tuple[str, dict[str, Any] | None]:

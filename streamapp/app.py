@@ -7,7 +7,13 @@ import tempfile
 from pathlib import Path
 
 from streamapp.exceptions import ConfigError
-from streamapp.kafka import StreamApp, StreamWorker, faust_credentials
+from streamapp.faust_ext import (
+    BatchedPrometheusMonitor,
+    StreamApp,
+    StreamWorker,
+    check_versions,
+)
+from streamapp.kafka import faust_credentials
 from streamapp.settings import Settings, load_settings
 
 __all__ = ["app", "settings"]
@@ -19,6 +25,7 @@ AUTODISCOVER = ["agents", "streamapp.views", "streamapp.commands"]
 
 def _load() -> Settings:
     try:
+        check_versions()
         return load_settings()
     except ConfigError as exc:
         # Fail fast with one line that says what to fix, never a stack trace.
@@ -29,9 +36,8 @@ def _load() -> Settings:
 settings: Settings = _load()
 
 #: Tables live in memory and recover from their changelog topics; Faust still wants
-#: a data directory (it creates only the last level), kept out of the working tree.
+#: a data directory, kept out of the working tree (created when the app starts).
 DATADIR = Path(tempfile.gettempdir()) / "streamapp-faust" / settings.app_id
-DATADIR.parent.mkdir(parents=True, exist_ok=True)
 
 app = StreamApp(
     settings.app_id,
@@ -66,4 +72,6 @@ app = StreamApp(
     broker_commit_interval=1.0,
     table_cleanup_interval=60.0,
     Worker=StreamWorker,
+    # Faust's Prometheus sensor, batched; /metrics serves its registry.
+    Monitor=BatchedPrometheusMonitor,
 )

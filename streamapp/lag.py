@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streamapp.faust_ext.metadata import fetch_cluster
 from streamapp.kafka import aiokafka_kwargs
 from streamapp.settings import Settings
 
@@ -136,7 +137,7 @@ async def consumer_lag(
             await admin.start()
             await consumer.start()
             # Fresh metadata of every topic (asking for all never auto-creates one).
-            cluster = await consumer._client.fetch_all_metadata()
+            cluster = await fetch_cluster(consumer)
             tps: list[TopicPartition] = []
             for topic in topics:
                 partitions = cluster.partitions_for_topic(topic) or set()

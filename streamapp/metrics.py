@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
-from typing import Any
 
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
-from faust.types import TP, AppT, EventT, Message, StreamT
+from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -18,11 +17,9 @@ from streamapp.stats import COUNTERS, PipelineStats, stats
 __all__ = [
     "FAUST_PREFIX",
     "REGISTRY",
-    "BatchedPrometheusMonitor",
-    "install_faust_sensor",
+    "faust_metrics",
     "observe_fetch",
     "observe_sink_batch",
-    "publish_faust_sensor",
     "set_lag_report",
     "sink_batch_size",
     "sink_write_seconds",
@@ -182,124 +179,11 @@ def set_lag_report(report: LagReport) -> None:
     _lag_collector.set(report)
 
 
-class BatchedPrometheusMonitor(PrometheusMonitor):
-    """Faust's Prometheus monitor, with the per-message hooks counted in plain dicts.
+@functools.cache
+def faust_metrics() -> FaustMetrics:
+    """Faust's sensor metrics in :data:`REGISTRY`, created once per process.
 
-    Faust calls ``on_message_in``, ``on_stream_event_in``/``out`` and
-    ``track_tp_end_offset`` for every event; the stock monitor does label lookups,
-    a stream-label regex and several metric updates in each (8 to 10 % of the
-    worker's CPU in py-spy). Here those hooks only write to dicts; :meth:`publish`
-    moves the sums into the same Prometheus metrics and Faust counters once a
-    second (Faust's sampler) and on every scrape of ``/metrics``. Nothing is lost:
-    the metrics lag by <= 1 s. The per-event runtime histogram is not kept:
-    ``noack_take`` streams never call ``on_stream_event_out`` (the agents ack the
-    events), so it stayed empty.
+    Every app of the process (tests build several) shares them: a Prometheus
+    registry refuses a second metric of the same name.
     """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._received: dict[TP, int] = {}
-        self._read_offsets: dict[TP, int] = {}
-        self._end_offsets: dict[TP, int] = {}
-        self._events: dict[StreamT, int] = {}
-        self._out = 0
-
-    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
-        """Count a message handed to the streams (published later)."""
-        received = self._received
-        received[tp] = received.get(tp, 0) + 1
-        self._read_offsets[tp] = offset
-
-    def track_tp_end_offset(self, tp: TP, offset: int) -> None:
-        """Note a partition's end offset (faust calls this for every record)."""
-        self._end_offsets[tp] = offset
-
-    def on_stream_event_in(
-        self, tp: TP, offset: int, stream: StreamT, event: EventT
-    ) -> dict[str, Any] | None:
-        """Count an event a stream started on (published later)."""
-        events = self._events
-        events[stream] = events.get(stream, 0) + 1
-        return None
-
-    def on_stream_event_out(
-        self,
-        tp: TP,
-        offset: int,
-        stream: StreamT,
-        event: EventT,
-        state: dict[str, Any] | None = None,
-    ) -> None:
-        """Nothing per event (see the class docstring)."""
-
-    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
-        """Count a message fully acked by a stream (published later)."""
-        self._out += 1
-
-    def publish(self) -> None:
-        """Move the counts gathered since the last call into the metrics."""
-        # The hooks, Faust's sampler and the web view (web_in_thread=False) all run
-        # on the event loop's thread: swapping the dicts loses no count.
-        received, self._received = self._received, {}
-        offsets, self._read_offsets = self._read_offsets, {}
-        ends, self._end_offsets = self._end_offsets, {}
-        events, self._events = self._events, {}
-        out, self._out = self._out, 0
-        metrics = self._metrics
-        for tp, n in received.items():
-            self.messages_received_total += n
-            self.messages_active += n
-            self.messages_received_by_topic[tp.topic] += n
-            metrics.messages_received.inc(n)
-            metrics.active_messages.inc(n)
-            metrics.messages_received_per_topics.labels(topic=tp.topic).inc(n)
-        for tp, offset in offsets.items():
-            self.tp_read_offsets[tp] = offset
-            metrics.messages_received_per_topics_partition.labels(
-                topic=tp.topic, partition=tp.partition
-            ).set(offset)
-        for tp, offset in ends.items():
-            super().track_tp_end_offset(tp, offset)
-        for stream, n in events.items():
-            self.events_total += n
-            self.events_by_stream[str(stream)] += n
-            metrics.total_events.inc(n)
-            metrics.total_events_per_stream.labels(
-                stream=f"stream.{self._stream_label(stream)}.events"
-            ).inc(n)
-        if out:
-            self.messages_active -= out
-            metrics.active_messages.dec(out)
-
-    def _sample(
-        self, prev_event_total: int, prev_message_total: int
-    ) -> tuple[int, int]:
-        self.publish()
-        return super()._sample(prev_event_total, prev_message_total)
-
-
-def publish_faust_sensor(app: AppT) -> None:
-    """Bring the app's monitor metrics up to date (before a scrape)."""
-    monitor = app.monitor
-    if isinstance(monitor, BatchedPrometheusMonitor):
-        monitor.publish()
-
-
-_installed: dict[int, FaustMetrics] = {}
-
-
-def install_faust_sensor(app: AppT) -> None:
-    """Make Faust's Prometheus monitor the app's monitor, reporting into REGISTRY.
-
-    Does what ``faust.sensors.prometheus.setup_prometheus_sensors`` does, minus its
-    own ``/metrics`` page (ours serves the same registry plus the pipeline's
-    metrics). Must run before the worker starts; calling it twice is harmless.
-    """
-    if id(app) in _installed:
-        return
-    if not _installed:
-        faust_metrics = FaustMetrics.create(REGISTRY, FAUST_PREFIX)
-    else:  # another app in the same process (tests): share the metric objects
-        faust_metrics = next(iter(_installed.values()))
-    _installed[id(app)] = faust_metrics
-    app.monitor = BatchedPrometheusMonitor(metrics=faust_metrics)
+    return FaustMetrics.create(REGISTRY, FAUST_PREFIX)

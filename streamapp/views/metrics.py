@@ -6,20 +6,11 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streamapp.app import app, settings
+from streamapp.faust_ext import publish_faust_sensor
 from streamapp.lag import lag_reader
-from streamapp.metrics import (
-    REGISTRY,
-    install_faust_sensor,
-    publish_faust_sensor,
-    set_lag_report,
-)
+from streamapp.metrics import REGISTRY, set_lag_report
 
 __all__ = ["MetricsView"]
-
-# Faust's sensor must replace the default monitor before the worker starts; views
-# are discovered before that. Its own /metrics page is not registered: this one
-# serves the same registry.
-install_faust_sensor(app)
 
 
 @app.page("/metrics")

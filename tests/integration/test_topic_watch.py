@@ -11,7 +11,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streamapp.kafka import aiokafka_kwargs, missing_topics, refresh_missing_topics
+from streamapp.faust_ext import missing_topics, refresh_missing_topics
+from streamapp.kafka import aiokafka_kwargs
 from streamapp.settings import Settings
 from tests.conftest import KafkaAdmin, run_sync
 

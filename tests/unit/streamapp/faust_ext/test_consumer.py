@@ -10,9 +10,9 @@ import pytest
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
-import streamapp.kafka
 from streamapp.app import app
-from streamapp.kafka import GaplessConsumer
+from streamapp.faust_ext import GaplessConsumer
+from streamapp.faust_ext import consumer as consumer_module
 
 TOPIC_PARTITION = TP("raw", 0)
 
@@ -364,7 +364,7 @@ def test_a_partition_revoked_before_the_seek_is_left_alone(
 def test_slow_first_offsets_give_up_before_faust_stops_recovery(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(streamapp.kafka, "START_OFFSETS_TIMEOUT", 0.05)
+    monkeypatch.setattr(consumer_module, "START_OFFSETS_TIMEOUT", 0.05)
     consumer = fresh_consumer()
     seeks, asked = seek_once(
         consumer, monkeypatch, {CLEAN_NEW: None}, {CLEAN_NEW: 0}, delay=5.0

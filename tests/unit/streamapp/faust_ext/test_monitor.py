@@ -1,4 +1,4 @@
-"""Unit tests of ``streamapp.metrics.BatchedPrometheusMonitor`` (no Kafka)."""
+"""Unit tests of ``streamapp.faust_ext.BatchedPrometheusMonitor`` (no Kafka)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from faust.sensors.prometheus import FaustMetrics
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from streamapp.metrics import BatchedPrometheusMonitor
+from streamapp.faust_ext import BatchedPrometheusMonitor
 
 
 def monitor() -> tuple[BatchedPrometheusMonitor, CollectorRegistry]:
