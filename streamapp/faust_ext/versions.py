@@ -27,9 +27,10 @@ SUPPORTED_VERSIONS: Mapping[str, str] = {
 
 
 def unsupported_versions(
-    version_of: Callable[[str], str] = metadata.version,
+    version_of: Callable[[str], str] | None = None,
 ) -> list[str]:
     """``name installed (supported: x)`` for each installed version that differs."""
+    version_of = version_of or metadata.version
     problems: list[str] = []
     for name, supported in SUPPORTED_VERSIONS.items():
         try:
@@ -41,7 +42,7 @@ def unsupported_versions(
     return problems
 
 
-def check_versions(version_of: Callable[[str], str] = metadata.version) -> None:
+def check_versions(version_of: Callable[[str], str] | None = None) -> None:
     """Raise :class:`UnsupportedVersion` unless every pinned version is installed."""
     problems = unsupported_versions(version_of)
     if problems:

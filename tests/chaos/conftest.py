@@ -1,4 +1,8 @@
-"""Fixtures of the chaos suite: the profile, the report, the stacks, isolated runs."""
+"""Fixtures of the chaos suite: the profile, the report, the stacks, isolated runs.
+
+Helpers live in :mod:`tests.chaos.harness` and :mod:`tests.support`; this module
+holds fixtures only.
+"""
 
 from __future__ import annotations
 
@@ -9,37 +13,25 @@ from pathlib import Path
 import pytest
 
 from streamapp.settings import Settings
-from tests.chaos import private_stack, report
-from tests.chaos.harness import ChaosRun, Figures, Profile, Target, load_profile
-from tests.chaos.private_stack import PrivateStack
+from tests.chaos.harness import ChaosRun, Profile, Report, Target, load_profile
+from tests.chaos.harness.report import write as write_report
+from tests.support import private_stack
+from tests.support.private_stack import PrivateStack
 
 
 @pytest.fixture(scope="session")
 def profile() -> Profile:
+    """The session's profile (``CHAOS_PROFILE=ci|full``)."""
     return load_profile()
-
-
-class Report:
-    """Collects each scenario's figures; written once at the end of the session."""
-
-    def __init__(self, profile: Profile) -> None:
-        self.profile = profile
-        self.results: dict[str, Figures] = {}
-
-    def add(self, scenario: str, figures: Figures) -> None:
-        figures.measured_at = report.stamp()
-        self.results[scenario] = figures
-        print(f"\n[chaos] {report.table({scenario: figures})}")
-        for line in figures.notes + figures.problems:
-            print(f"[chaos]   {line}")
 
 
 @pytest.fixture(scope="session")
 def chaos_report(profile: Profile) -> Iterator[Report]:
+    """The session's figures; the report file is written once at the end."""
     collected = Report(profile)
     yield collected
     if collected.results:
-        path = report.write(profile.report_path, collected.results, profile)
+        path = write_report(profile.report_path, collected.results, profile)
         print(f"\n[chaos] report written to {path}")
 
 
@@ -61,6 +53,7 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
 
 @pytest.fixture(scope="session")
 def private_target(private: PrivateStack) -> Target:
+    """The private stack as a run target (for scenarios that stop a service)."""
     return Target("private", dict(private.env))
 
 

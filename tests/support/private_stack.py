@@ -2,8 +2,10 @@
 
 The shared development stack (2181/9092/5320) is never stopped: scenarios that stop
 PostgreSQL or restart the broker run against this one, started once per session
-with ``python -m streamapp.stack up`` on free ports, its own STACK_DIR and its own
+with ``python -m devstack up`` on free ports, its own STACK_DIR and its own
 random PostgreSQL password (so tests can grep logs for it), and purged at the end.
+Every user (the chaos suite, tests/integration/test_security.py) shares the one
+instance: :func:`acquire` starts it, the last :func:`release` purges it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import time
 from pathlib import Path
 
 from devstack import as_postgres_prefix, find_pg_bindir, pid_alive, read_pid
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["PrivateStack", "acquire", "pick_ports", "release"]
 
 _lock = threading.Lock()
 _instance: PrivateStack | None = None
@@ -54,11 +57,11 @@ def pick_ports() -> dict[str, int]:
         }
         if all(_free(p) for p in ports.values()):
             return ports
-    raise RuntimeError("no free ports for the private chaos stack")
+    raise RuntimeError("no free ports for the private test stack")
 
 
 class PrivateStack:
-    """Drives ``python -m streamapp.stack`` with a private environment."""
+    """Drives ``python -m devstack`` with a private environment."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -100,7 +103,7 @@ class PrivateStack:
         out = self.cli(*args)
         if out.returncode != 0:
             raise RuntimeError(
-                f"streamapp.stack {' '.join(args)}: exit {out.returncode}\n"
+                f"devstack {' '.join(args)}: exit {out.returncode}\n"
                 f"{out.stdout}{out.stderr}"
             )
         return out.stdout

@@ -1,14 +1,24 @@
-"""Writes the chaos suite's measured figures as docs/reliability.md (or a tmp file)."""
+"""The chaos report: figures collected per scenario, written as docs/reliability.md.
+
+:class:`Report` collects each scenario's :class:`Figures` during the session;
+:func:`write` merges them into the report file (the full profile's is
+docs/reliability.md, the CI profile's a tmp file) with a JSON block that later
+sessions merge into.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.chaos.harness import Figures, Profile
+from tests.chaos.harness.figures import Figures
+from tests.chaos.harness.profile import Profile
+
+__all__ = ["ORDER", "Report", "load", "render", "stamp", "table", "write"]
 
 ORDER = [
     "sigkill",
@@ -95,6 +105,7 @@ def _row(i: int, f: Figures) -> str:
 
 
 def table(results: dict[str, Figures]) -> str:
+    """The results table (markdown), scenarios in report order."""
     lines = [
         "| # | Scenario | Events sent | Raw | Rows / expected | Dead letters / "
         "expected | Lost | Duplicated | raw = clean + DL | Redelivered | "
@@ -125,6 +136,7 @@ def load(path: Path) -> dict[str, Figures]:
 
 
 def render(results: dict[str, Figures], profile: Profile) -> str:
+    """The whole report: intro, results, one section per scenario, JSON block."""
     command = (
         "make chaos" if profile.name == "full" else "CHAOS_PROFILE=ci pytest -m chaos"
     )
@@ -149,21 +161,7 @@ def render(results: dict[str, Figures], profile: Profile) -> str:
     )
     parts.append("## Scenarios\n")
     for i, key in enumerate(_ordered(results), 1):
-        f = results[key]
-        parts.append(f"### {i}. {f.title}\n")
-        parts.append(
-            f"Profile {f.profile}, measured {f.measured_at}, scenario wall time "
-            f"{f.seconds:.0f} s. Clean-topic offsets {f.clean_offsets:,}, "
-            f"dead-letter-topic offsets {f.dead_letter_offsets:,}.\n"
-        )
-        for note in f.notes:
-            parts.append(f"* {note}")
-        if f.problems:
-            parts.append("")
-            parts.append("**Problems:**\n")
-            for p in f.problems:
-                parts.append(f"* {p}")
-        parts.append("")
+        parts.extend(_scenario(i, results[key]))
     parts.append(SECURITY)
     parts.append("## Closing note\n")
     parts.append(table(results) + "\n")
@@ -172,9 +170,24 @@ def render(results: dict[str, Figures], profile: Profile) -> str:
     return "\n".join(parts)
 
 
-def _cores() -> int:
-    import os
+def _scenario(i: int, f: Figures) -> list[str]:
+    """The report section of scenario number ``i``: figures, notes, problems."""
+    parts = [
+        f"### {i}. {f.title}\n",
+        f"Profile {f.profile}, measured {f.measured_at}, scenario wall time "
+        f"{f.seconds:.0f} s. Clean-topic offsets {f.clean_offsets:,}, "
+        f"dead-letter-topic offsets {f.dead_letter_offsets:,}.\n",
+    ]
+    parts.extend(f"* {note}" for note in f.notes)
+    if f.problems:
+        parts.append("")
+        parts.append("**Problems:**\n")
+        parts.extend(f"* {p}" for p in f.problems)
+    parts.append("")
+    return parts
 
+
+def _cores() -> int:
     return os.cpu_count() or 0
 
 
@@ -187,4 +200,21 @@ def write(path: Path, new: dict[str, Figures], profile: Profile) -> Path:
 
 
 def stamp() -> str:
+    """Now, as the report writes measurement times."""
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class Report:
+    """Collects each scenario's figures; written once at the end of the session."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.results: dict[str, Figures] = {}
+
+    def add(self, scenario: str, figures: Figures) -> None:
+        """Record ``figures`` (stamped now) and print its row, notes and problems."""
+        figures.measured_at = stamp()
+        self.results[scenario] = figures
+        print(f"\n[chaos] {table({scenario: figures})}")
+        for line in figures.notes + figures.problems:
+            print(f"[chaos]   {line}")
