@@ -9,18 +9,18 @@ from collections.abc import Callable
 import pytest
 
 from devstack import kafka_answers
-from tests.chaos.conftest import Report
 from tests.chaos.harness import (
     BackgroundProducer,
     ChaosRun,
     Figures,
     Profile,
+    Report,
     Target,
     fmt_seconds,
     profile_data,
     settle,
 )
-from tests.chaos.private_stack import PrivateStack
+from tests.support.private_stack import PrivateStack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
 

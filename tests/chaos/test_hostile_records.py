@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from psycopg2 import sql
 
-from tests.chaos.conftest import Report
 from tests.chaos.harness import (
     BackgroundProducer,
     ChaosData,
@@ -29,14 +28,15 @@ from tests.chaos.harness import (
     Figures,
     Msg,
     Profile,
+    Report,
     Target,
     create_topic,
     envelope_expect,
     profile_data,
     rss_kib,
-    run_sync,
     settle,
 )
+from tests.support.aio import run_sync
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.conftest import Report
 from tests.chaos.harness import (
     BackgroundProducer,
     ChaosRun,
     Figures,
     Profile,
+    Report,
     Target,
     fmt_seconds,
     handled,

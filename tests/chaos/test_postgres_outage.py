@@ -10,19 +10,19 @@ from datetime import datetime, timedelta
 import psycopg2
 import pytest
 
-from tests.chaos.conftest import Report
 from tests.chaos.harness import (
     BackgroundProducer,
     ChaosRun,
     Figures,
     Profile,
+    Report,
     Target,
     fmt_seconds,
     profile_data,
     settle,
 )
-from tests.chaos.private_stack import PrivateStack
-from tests.e2e.conftest import Worker
+from tests.support.private_stack import PrivateStack
+from tests.support.workers import Worker
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
 

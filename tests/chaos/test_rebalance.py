@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.chaos.conftest import Report
 from tests.chaos.harness import (
     BackgroundProducer,
     ChaosRun,
     Figures,
     Profile,
+    Report,
     Target,
     fmt_seconds,
     handled,

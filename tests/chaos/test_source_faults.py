@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 
 from bench.generate import make_dataset
-from tests.chaos.conftest import Report
 from tests.chaos.harness import (
     ChaosRun,
     Expect,
     Figures,
     Profile,
+    Report,
     Target,
     read_topic,
     reconcile,
 )
-from tests.e2e.conftest import Worker
+from tests.support.workers import Worker
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
 

@@ -17,7 +17,8 @@ import pytest
 from streamapp.db import get_engine, migrate
 from streamapp.kafka import aiokafka_kwargs
 from streamapp.settings import Settings
-from tests.conftest import KafkaAdmin, run_sync
+from tests.support.aio import run_sync
+from tests.support.kafka import KafkaAdmin
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,8 @@ from psycopg2 import sql
 
 from streamapp.kafka import aiokafka_kwargs
 from streamapp.settings import load_settings
-from tests.e2e.conftest import FeedServer, free_port
+from tests.support.feeds import FeedServer
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamapp.db import get_engine, migrate
 from streamapp.settings import Settings
-from tests.conftest import KafkaAdmin
+from tests.support.kafka import KafkaAdmin
 
 pytestmark = pytest.mark.e2e
 

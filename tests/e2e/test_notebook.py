@@ -21,8 +21,8 @@ from psycopg2 import sql
 from streamapp.kafka import aiokafka_kwargs
 from streamapp.replay import replay
 from streamapp.settings import Settings, load_settings
-from tests.conftest import KafkaAdmin
-from tests.e2e.conftest import Worker
+from tests.support.kafka import KafkaAdmin
+from tests.support.workers import Worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -16,8 +16,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from psycopg2 import sql
 
 from streamapp.settings import Settings, load_settings
-from tests.conftest import run_sync
-from tests.e2e.conftest import FeedServer, Worker, load_capture
+from tests.support.aio import run_sync
+from tests.support.feeds import FeedServer, load_capture
+from tests.support.workers import Worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

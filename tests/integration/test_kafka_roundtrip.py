@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streamapp.settings import Settings
-from tests.conftest import KafkaAdmin
+from tests.support.kafka import KafkaAdmin
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,8 @@ from streamapp.kafka import aiokafka_kwargs
 from streamapp.queries import RedriveSelection
 from streamapp.redrive import redrive
 from streamapp.settings import Settings
-from tests.conftest import KafkaAdmin, run_sync
+from tests.support.aio import run_sync
+from tests.support.kafka import KafkaAdmin
 
 pytestmark = pytest.mark.integration
 
@@ -389,7 +390,8 @@ def _wait(
 def test_redrive_after_a_validation_change_ends_in_earthquakes(
     env: Env, tmp_path: Path
 ) -> None:
-    from tests.e2e.conftest import Worker, free_port
+    from tests.support.ports import free_port
+    from tests.support.workers import Worker
 
     # Real events, each padded with an unknown (ignored) property to ~1.5 kB.
     padded = [

@@ -37,7 +37,6 @@ import pytest
 
 from streamapp.db import migrate
 from streamapp.settings import Settings, load_settings
-from tests.chaos import private_stack
 from tests.chaos.harness import (
     BackgroundProducer,
     ChaosRun,
@@ -46,8 +45,11 @@ from tests.chaos.harness import (
     expected_totals,
     make_chaos_data,
 )
-from tests.chaos.private_stack import PrivateStack
-from tests.e2e.conftest import FAUST, ROOT, Worker, free_port
+from tests.support import private_stack
+from tests.support.paths import FAUST, ROOT
+from tests.support.ports import free_port
+from tests.support.private_stack import PrivateStack
+from tests.support.workers import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -18,7 +18,7 @@ from agents.fetch import MemoryVersions, PollResult, poll_once
 from streamapp.settings import Settings
 from streamapp.sources import UsgsSource
 from streamapp.stats import PipelineStats
-from tests.conftest import KafkaAdmin
+from tests.support.kafka import KafkaAdmin
 from tests.unit.streamapp.sources.source_testkit import FEED_2017, FEED_2024
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.conftest import KafkaAdmin, run_sync
 from tests.integration.test_kafka_roundtrip import check_roundtrip, roundtrip
+from tests.support.aio import run_sync
+from tests.support.kafka import KafkaAdmin
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streamapp.faust_ext import missing_topics, refresh_missing_topics
 from streamapp.kafka import aiokafka_kwargs
 from streamapp.settings import Settings
-from tests.conftest import KafkaAdmin, run_sync
+from tests.support.aio import run_sync
+from tests.support.kafka import KafkaAdmin
 
 pytestmark = pytest.mark.integration
 
