@@ -13,17 +13,17 @@ from faust.types import EventT, StreamT
 
 from models.records import DeadLetter, Quake
 from streamapp.app import app, settings
+from streamapp.backoff import backoff_delay
 from streamapp.db import migrate
 from streamapp.delivery import Outgoing, as_bytes, deliver
 from streamapp.exceptions import InvalidRecord, SinkError, TransientSinkError
 from streamapp.metrics import observe_sink_batch
 from streamapp.overlap import InFlight
-from streamapp.sink import (
+from streamapp.sinks import (
     DeadLetterSink,
     Item,
     QuakeSink,
     Rejected,
-    backoff_delay,
     dead_letter_row,
     quake_row,
     quake_row_from_json,

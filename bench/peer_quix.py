@@ -42,7 +42,7 @@ def _sinks(settings: Settings) -> tuple[Any, Any]:
     """Quix ``BatchingSink`` adapters around streamapp's own sinks (same SQL)."""
     from quixstreams.sinks import BatchingSink, SinkBatch
 
-    from streamapp import sink as pg
+    from streamapp import sinks as pg
 
     class EventSink(BatchingSink):
         """One ``QuakeSink.write_batch`` (COPY + merge upsert) per checkpoint batch."""

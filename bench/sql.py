@@ -8,7 +8,8 @@ from typing import Any
 from psycopg2.extras import execute_values
 
 from models.records import DeadLetter, Quake
-from streamapp.sink import DEAD_LETTER_COLUMNS, QUAKE_COLUMNS
+from streamapp.sinks import DEAD_LETTER_TABLE_COLUMNS as DEAD_LETTER_COLUMNS
+from streamapp.sinks import QUAKE_TABLE_COLUMNS as QUAKE_COLUMNS
 
 __all__ = [
     "DEAD_LETTER_COLUMNS",

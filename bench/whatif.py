@@ -112,7 +112,7 @@ def _fuse(app: Any) -> None:
     import agents.validate as v
     from models.records import Quake
     from streamapp.app import settings
-    from streamapp.sink import Item, QuakeSink, quake_row, quake_row_from_json
+    from streamapp.sinks import Item, QuakeSink, quake_row, quake_row_from_json
     from streamapp.stats import stats
     from streamapp.topics import clean_topic
 

@@ -6,7 +6,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,11 +31,13 @@ __all__ = [
     "applied_migrations",
     "check_database",
     "classify",
+    "column_list",
     "get_engine",
     "load_migrations",
     "make_engine",
     "migrate",
     "qualified",
+    "qualified_text",
     "sqlstate_of",
     "transaction",
     "translate_error",
@@ -52,6 +54,8 @@ MIGRATION_LOCK_CLASS = 0x73746D01 & 0x7FFFFFFF
 MIGRATIONS_TABLE = "schema_migrations"
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+#: A plain lower-case SQL identifier (what ``POSTGRES_SCHEMA`` and table names are).
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # --------------------------------------------------------------------------- errors
 
@@ -193,12 +197,32 @@ def translate_error(
     return error
 
 
+# ---------------------------------------------------------------------- identifiers
+
+
+def qualified(schema: str, name: str) -> sql.Identifier:
+    """``"schema"."name"``: a table of ``schema``, quoted by psycopg2 (any text)."""
+    return sql.Identifier(schema, name)
+
+
+def qualified_text(schema: str, name: str) -> str:
+    """``"schema"."name"`` as text, for SQLAlchemy ``text()`` statements.
+
+    Both parts must be plain lower-case identifiers (``[a-z_][a-z0-9_]*``, as the
+    settings require of ``POSTGRES_SCHEMA``): anything else is a ``ValueError``, so
+    the text never needs escaping.
+    """
+    if not _IDENTIFIER.match(schema) or not _IDENTIFIER.match(name):
+        raise ValueError(f"not an SQL identifier: {schema!r}.{name!r}")
+    return f'"{schema}"."{name}"'
+
+
+def column_list(columns: Sequence[str]) -> sql.Composable:
+    """``"a", "b", ...``: column names quoted by psycopg2, comma separated."""
+    return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+
+
 # --------------------------------------------------------------------------- engine
-
-
-def qualified(settings: Settings, name: str) -> sql.Identifier:
-    """``"schema"."name"``: a table of the configured schema, quoted by psycopg2."""
-    return sql.Identifier(settings.postgres_schema, name)
 
 
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
@@ -360,7 +384,7 @@ def applied_migrations(settings: Settings) -> dict[int, str]:
             return {}
         cur.execute(
             sql.SQL("SELECT version, name FROM {} ORDER BY version").format(
-                qualified(settings, MIGRATIONS_TABLE)
+                qualified(settings.postgres_schema, MIGRATIONS_TABLE)
             )
         )
         return {int(v): str(n) for v, n in cur.fetchall()}
@@ -376,7 +400,7 @@ def migrate(settings: Settings, *, engine: Engine | None = None) -> list[str]:
     """
     migrations = load_migrations()
     schema = sql.Identifier(settings.postgres_schema)
-    table = qualified(settings, MIGRATIONS_TABLE)
+    table = qualified(settings.postgres_schema, MIGRATIONS_TABLE)
     started = time.monotonic()
     applied: list[str] = []
     with transaction(settings, engine=engine, action="database migration") as cur:

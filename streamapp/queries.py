@@ -17,12 +17,16 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, RowMapping
 
 from models.records import QUAKE_FIELDS
+from streamapp.db import qualified_text
+from streamapp.exceptions import BadRequest
 
 __all__ = [
     "API_DEFAULT_LIMIT",
     "API_MAX_LIMIT",
+    "DEAD_LETTER_API_COLUMNS",
     "ERROR_KINDS",
-    "BadRequest",
+    "QUAKE_API_COLUMNS",
+    "ClaimedLetter",
     "DeadLetterQuery",
     "Page",
     "QuakeQuery",
@@ -30,14 +34,15 @@ __all__ = [
     "claim_dead_letters",
     "dead_letter_states",
     "get_earthquake",
+    "jsonable",
     "list_dead_letters",
     "list_earthquakes",
     "parse_dead_letter_query",
     "parse_event_id",
+    "parse_kind",
     "parse_quake_query",
     "parse_time",
     "preview_redrive",
-    "qualified",
 ]
 
 #: Rows per page when the client does not say.
@@ -59,11 +64,11 @@ ERROR_KINDS = (
 )
 
 _EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MAX_PARAM_CHARS = 200
 
-#: What the read API returns of a row: the event, its clean-topic lineage, ingest time.
-QUAKE_COLUMNS = (
+#: What the read API returns of an ``earthquakes`` row: the event, its clean-topic
+#: lineage, ingest time.
+QUAKE_API_COLUMNS: tuple[str, ...] = (
     *(name for name in QUAKE_FIELDS if name not in ("raw_partition", "raw_offset")),
     "kafka_partition",
     "kafka_offset",
@@ -76,10 +81,6 @@ _REDRIVABLE = (
     " AND coalesce(error_detail -> '_payload' ->> 'null', 'false') <> 'true'"
     " AND coalesce(error_detail -> '_key' ->> 'truncated', 'false') <> 'true'"
 )
-
-
-class BadRequest(ValueError):
-    """A request parameter is malformed; the message says which and why (a 400)."""
 
 
 # --------------------------------------------------------------------------- params
@@ -298,13 +299,6 @@ def parse_event_id(raw: str) -> str:
 
 
 # --------------------------------------------------------------------------- SQL
-def qualified(schema: str, table: str) -> str:
-    """``"schema"."table"``; both are checked identifiers, never user input."""
-    if not _IDENT.match(schema) or not _IDENT.match(table):
-        raise ValueError(f"not an SQL identifier: {schema!r}.{table!r}")
-    return f'"{schema}"."{table}"'
-
-
 @dataclass
 class Page:
     """One page of results and the cursor of the next (None: this was the last)."""
@@ -358,7 +352,7 @@ def _quake_json() -> str:
     Python while the event loop waits for the GIL.
     """
     fields = []
-    for name in QUAKE_COLUMNS:
+    for name in QUAKE_API_COLUMNS:
         value = (
             f"to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
             if name in QUAKE_TIME_COLUMNS
@@ -400,8 +394,9 @@ def list_earthquakes(conn: Connection, schema: str, q: QuakeQuery) -> Page:
     if q.after is not None:
         where.append("(time, id) < (:after_time, :after_id)")
         params["after_time"], params["after_id"] = q.after
+    table = qualified_text(schema, "earthquakes")
     sql = (
-        f"SELECT time, id, {QUAKE_JSON} AS doc FROM {qualified(schema, 'earthquakes')}"
+        f"SELECT time, id, {QUAKE_JSON} AS doc FROM {table}"
         + (f" WHERE {' AND '.join(where)}" if where else "")
         + " ORDER BY time DESC, id DESC LIMIT :limit"
     )
@@ -416,14 +411,16 @@ def list_earthquakes(conn: Connection, schema: str, q: QuakeQuery) -> Page:
 def get_earthquake(conn: Connection, schema: str, event_id: str) -> str | None:
     """One earthquake by id as a JSON text, or None."""
     sql = (
-        f"SELECT {QUAKE_JSON} AS doc FROM {qualified(schema, 'earthquakes')}"
+        f"SELECT {QUAKE_JSON} AS doc FROM {qualified_text(schema, 'earthquakes')}"
         " WHERE id = :id"
     )
     row = conn.execute(text(sql), {"id": event_id}).mappings().first()
     return str(row["doc"]) if row is not None else None
 
 
-DEAD_LETTER_COLUMNS = (
+#: What the read API returns of a ``dead_letters`` row (besides the payload's size
+#: and preview).
+DEAD_LETTER_API_COLUMNS: tuple[str, ...] = (
     "id",
     "source_topic",
     "source_partition",
@@ -439,7 +436,7 @@ DEAD_LETTER_COLUMNS = (
 
 
 def _dead_letter(row: RowMapping) -> dict[str, Any]:
-    out = {name: jsonable(row[name]) for name in DEAD_LETTER_COLUMNS}
+    out = {name: jsonable(row[name]) for name in DEAD_LETTER_API_COLUMNS}
     out["payload_size"] = int(row["payload_size"])
     out["payload_preview"] = jsonable(row["payload_preview"])
     return out
@@ -461,10 +458,10 @@ def list_dead_letters(conn: Connection, schema: str, q: DeadLetterQuery) -> Page
         where.append("id < :before_id")
         params["before_id"] = q.before_id
     sql = (
-        f"SELECT {', '.join(DEAD_LETTER_COLUMNS)},"
+        f"SELECT {', '.join(DEAD_LETTER_API_COLUMNS)},"
         " octet_length(payload) AS payload_size,"
         " substring(payload from 1 for :preview) AS payload_preview"
-        f" FROM {qualified(schema, 'dead_letters')}"
+        f" FROM {qualified_text(schema, 'dead_letters')}"
         + (f" WHERE {' AND '.join(where)}" if where else "")
         + " ORDER BY id DESC LIMIT :limit"
     )
@@ -529,7 +526,7 @@ def preview_redrive(
     sql = (
         "SELECT id, source_topic, source_partition, source_offset, error_kind,"
         " error_message, octet_length(payload) AS payload_size"
-        f" FROM {qualified(schema, 'dead_letters')} WHERE {' AND '.join(where)}"
+        f" FROM {qualified_text(schema, 'dead_letters')} WHERE {' AND '.join(where)}"
         " ORDER BY id LIMIT :limit"
     )
     return [
@@ -560,7 +557,7 @@ def claim_dead_letters(
     ever sent twice; ``SKIP LOCKED`` lets it skip rows being redriven right now.
     """
     where, params = _redrive_where(sel)
-    table = qualified(schema, "dead_letters")
+    table = qualified_text(schema, "dead_letters")
     sql = (
         f"UPDATE {table} SET redriven_at = now()"
         f" WHERE id IN (SELECT id FROM {table} WHERE {' AND '.join(where)}"
@@ -590,7 +587,7 @@ def dead_letter_states(
         return {}
     sql = (
         f"SELECT id, redriven_at, ({_REDRIVABLE}) AS redrivable"
-        f" FROM {qualified(schema, 'dead_letters')} WHERE id = ANY(:ids)"
+        f" FROM {qualified_text(schema, 'dead_letters')} WHERE id = ANY(:ids)"
     )
     rows = conn.execute(text(sql), {"ids": list(ids)}).mappings().all()
     return {

@@ -9,7 +9,9 @@ import click
 from faust.cli import AppCommand, option
 
 from streamapp.app import app, settings
-from streamapp.queries import ERROR_KINDS, BadRequest, RedriveSelection, parse_time
+from streamapp.db import get_engine
+from streamapp.exceptions import BadRequest
+from streamapp.queries import ERROR_KINDS, RedriveSelection, parse_time
 from streamapp.redrive import RedriveResult
 from streamapp.redrive import redrive as run_redrive
 
@@ -99,8 +101,6 @@ async def redrive(
     Letters refused by the database go back to the clean topic instead. A letter
     already redriven is never sent again; naming only such letters exits with 1.
     """
-    from streamapp.db import get_engine  # late: keeps SQLAlchemy off `--help`
-
     selection = build_selection(kind, since, ids, limit)
     result = await run_redrive(
         get_engine(settings), settings, selection, dry_run=dry_run

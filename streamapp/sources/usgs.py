@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from streamapp import __version__
+from streamapp.backoff import backoff_delay
 from streamapp.exceptions import SourceError, SourceResponseError, SourceUnavailable
 from streamapp.sources.base import (
     FetchResult,
@@ -26,7 +27,7 @@ from streamapp.stats import stats
 if TYPE_CHECKING:
     from streamapp.settings import Settings
 
-__all__ = ["UsgsSource", "backoff_delay", "parse_retry_after"]
+__all__ = ["UsgsSource", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,6 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     if when.tzinfo is None:  # RFC 9110 dates are GMT
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
-
-
-def backoff_delay(
-    attempt: int, *, base: float, cap: float, rand: Callable[[], float]
-) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**n))."""
-    return rand() * min(cap, base * (2**attempt))
 
 
 class UsgsSource:
@@ -152,9 +146,10 @@ class UsgsSource:
                     how = "as the server asked (Retry-After)"
                 else:
                     delay = backoff_delay(
-                        attempt,
-                        base=self.backoff_base,
-                        cap=self.backoff_max,
+                        attempt + 1,
+                        self.backoff_base,
+                        self.backoff_max,
+                        jitter=1.0,
                         rand=self._rand,
                     )
                     how = "backoff"

@@ -16,10 +16,11 @@ from aiohttp import web
 from faust.web import Request, Response, View
 
 from streamapp.app import app, settings
+from streamapp.db import get_engine, translate_error
+from streamapp.exceptions import BadRequest
 from streamapp.lag import lag_reader
 from streamapp.metrics import set_lag_report
 from streamapp.queries import (
-    BadRequest,
     DeadLetterQuery,
     QuakeQuery,
     RedriveSelection,
@@ -83,8 +84,6 @@ def json_errors(handler: Handler) -> Handler:
         except BadRequest as exc:
             return _error(self, 400, str(exc))
         except (sqlalchemy.exc.SQLAlchemyError, psycopg2.Error) as exc:
-            from streamapp.db import translate_error
-
             log.warning(
                 "%s %s: %s",
                 request.method,
@@ -101,8 +100,6 @@ def json_errors(handler: Handler) -> Handler:
 
 def _read(fn: Callable[..., Any], *args: Any) -> Any:
     """Run a query function with a pooled connection (blocking: call in a thread)."""
-    from streamapp.db import get_engine
-
     with get_engine(settings).connect() as conn:
         return fn(conn, settings.postgres_schema, *args)
 
@@ -233,8 +230,6 @@ class RedriveView(View):
         except web.HTTPRequestEntityTooLarge:
             raise BadRequest("request body is too large") from None
         selection, dry_run = parse_redrive_body(body)
-        from streamapp.db import get_engine
-
         try:
             result = await redrive(
                 get_engine(settings), settings, selection, dry_run=dry_run

@@ -93,7 +93,7 @@ def test_concurrent_migrations_apply_each_file_once(schema_settings: Settings) -
     with db.transaction(schema_settings) as cur:
         cur.execute(
             sql.SQL("SELECT count(*) FROM {}").format(
-                db.qualified(schema_settings, "schema_migrations")
+                db.qualified(schema_settings.postgres_schema, "schema_migrations")
             )
         )
         assert cur.fetchone() == (len(db.load_migrations()),)

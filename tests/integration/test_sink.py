@@ -1,4 +1,4 @@
-"""streamapp.sink against the real PostgreSQL: upserts, rejects, replays, outages."""
+"""streamapp.sinks against the real PostgreSQL: upserts, rejects, replays, outages."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from psycopg2 import sql
 
 from streamapp import db
 from streamapp.settings import Settings
-from streamapp.sink import (
-    QUAKE_COLUMNS,
+from streamapp.sinks import (
+    QUAKE_TABLE_COLUMNS,
     DeadLetterSink,
     Item,
     QuakeSink,
@@ -237,7 +237,7 @@ async def test_fast_json_path_stores_what_the_record_path_stores(
             )
         assert await fast_sink.flush() == []
         assert await record_sink.flush() == []
-        columns = ", ".join(QUAKE_COLUMNS)
+        columns = ", ".join(QUAKE_TABLE_COLUMNS)
         fast_rows = rows_of(schema_settings, columns)
         record_rows = rows_of(other, columns)
         assert len(fast_rows) > 100
@@ -367,7 +367,7 @@ async def test_sink_recovers_when_its_backends_are_terminated(
         with blocker.cursor() as cur:
             cur.execute(
                 sql.SQL("SELECT id FROM {} WHERE id = 'ak1' FOR UPDATE").format(
-                    db.qualified(schema_settings, "earthquakes")
+                    db.qualified(schema_settings.postgres_schema, "earthquakes")
                 )
             )
         batch = [quake("ak1", 5, 2, magnitude=5.0)] + [

@@ -182,6 +182,22 @@ def test_every_column_of_the_initial_schema_is_documented() -> None:
 
 
 def test_qualified_names_are_identifiers(settings: Settings) -> None:
-    name = db.qualified(settings, "earthquakes")
+    name = db.qualified(settings.postgres_schema, "earthquakes")
     assert isinstance(name, sql.Identifier)
     assert name.strings == ("unit_schema", "earthquakes")
+
+
+def test_qualified_text_refuses_non_identifiers() -> None:
+    assert db.qualified_text("e2e_x1", "earthquakes") == '"e2e_x1"."earthquakes"'
+    with pytest.raises(ValueError, match="identifier"):
+        db.qualified_text('x"; DROP TABLE y; --', "earthquakes")
+    with pytest.raises(ValueError, match="identifier"):
+        db.qualified_text("public", "Earthquakes")
+
+
+def test_column_list_quotes_every_name() -> None:
+    columns = db.column_list(("id", "time"))
+    assert [p.strings for p in columns.seq if isinstance(p, sql.Identifier)] == [
+        ("id",),
+        ("time",),
+    ]

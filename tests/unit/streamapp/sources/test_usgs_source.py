@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from streamapp.exceptions import SourceError, SourceResponseError, SourceUnavailable
-from streamapp.sources.usgs import UsgsSource, backoff_delay, parse_retry_after
+from streamapp.sources.usgs import UsgsSource, parse_retry_after
 from tests.unit.streamapp.sources.source_testkit import (
     FEED_2024,
     NOW,
@@ -79,9 +79,9 @@ async def test_one_session_is_reused_and_closed(
     feed_server.script(good)
     source = source_for(feed_server.url(), sleeps)
     await source.fetch()
-    session = source._session
+    session = source._session  # noqa: SLF001 - the reuse is what is tested
     await source.fetch()
-    assert source._session is session
+    assert source._session is session  # noqa: SLF001
     assert feed_server.requests == 2
     await source.close()
     assert session is not None and session.closed
@@ -380,10 +380,3 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(later, now=NOW) == 120.0
     earlier = format_datetime(NOW - timedelta(minutes=2), usegmt=True)
     assert parse_retry_after(earlier, now=NOW) == 0.0
-
-
-def test_backoff_is_exponential_with_full_jitter() -> None:
-    assert backoff_delay(0, base=1.0, cap=30.0, rand=lambda: 0.999) < 1.0
-    assert backoff_delay(3, base=1.0, cap=30.0, rand=lambda: 1.0) == 8.0
-    assert backoff_delay(10, base=1.0, cap=30.0, rand=lambda: 1.0) == 30.0
-    assert backoff_delay(10, base=1.0, cap=30.0, rand=lambda: 0.0) == 0.0

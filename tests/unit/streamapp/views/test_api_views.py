@@ -12,8 +12,9 @@ import sqlalchemy.exc
 from aiohttp.test_utils import TestClient
 
 import streamapp.views.api as api
+from streamapp.exceptions import BadRequest
 from streamapp.lag import LagReport, PartitionLag
-from streamapp.queries import BadRequest, Page, RedriveSelection
+from streamapp.queries import Page, RedriveSelection
 from streamapp.redrive import RedriveResult
 from streamapp.settings import Secret
 
@@ -221,7 +222,7 @@ async def test_redrive_runs_and_refuses_repeats(
         return result
 
     monkeypatch.setattr(api, "redrive", fake_redrive)
-    monkeypatch.setattr("streamapp.db.get_engine", lambda settings: object())
+    monkeypatch.setattr(api, "get_engine", lambda settings: object())
     auth = {"Authorization": f"Bearer {token}"}
     resp = await client.post(
         "/api/dead-letters/redrive", json={"ids": [5, 5]}, headers=auth
@@ -245,7 +246,7 @@ async def test_redrive_send_failure_is_503(
         raise TimeoutError("broker gone")
 
     monkeypatch.setattr(api, "redrive", failing)
-    monkeypatch.setattr("streamapp.db.get_engine", lambda settings: object())
+    monkeypatch.setattr(api, "get_engine", lambda settings: object())
     resp = await client.post(
         "/api/dead-letters/redrive",
         json={"kind": "schema"},
