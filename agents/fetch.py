@@ -7,7 +7,14 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Container,
+    Iterable,
+    Mapping,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -22,6 +29,7 @@ from streamapp.stats import PipelineStats, stats
 from streamapp.topics import raw_topic
 
 __all__ = [
+    "DedupExpiry",
     "FetchState",
     "MemoryVersions",
     "PollResult",
@@ -29,17 +37,34 @@ __all__ = [
     "TableVersions",
     "VersionStore",
     "dedup_key",
+    "expired_keys",
     "fetch_quakes",
     "fetch_state",
     "fetch_tick",
     "poll_once",
+    "remembered_version",
     "sent_versions",
+    "sweep_interval",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Room left in a producer request for the key, headers and record overhead.
 RECORD_OVERHEAD_BYTES = 1024
+
+#: One day in milliseconds.
+DAY_MS = 86_400_000
+
+#: Prefix of the dedup key of a feature that cannot be versioned (a content hash).
+HASH_PREFIX = "sha256:"
+
+#: Dedup entries the expiry sweep examines per timer tick (the bound on the work of
+#: one tick: a dict lookup each, and a changelog tombstone for each expired one).
+SWEEP_BATCH = 5_000
+
+#: A sweep over the whole table starts at most this often; with a short retention
+#: more often: :func:`sweep_interval`.
+SWEEP_MAX_SECONDS = 600.0
 
 # ----------------------------------------------------------------------------------
 # The dedup table, and why it is written the way it is (faust-streaming 0.15.3).
@@ -51,15 +76,15 @@ RECORD_OVERHEAD_BYTES = 1024
 # ``use_partitioner=True`` it returns None and ``send_changelog`` uses
 # ``send_soon(..., eager_partitioning=True)``, which hashes the key with the
 # *producer's* metadata; aiokafka's producer only keeps metadata for the topics it
-# has sent to, so ``producer._partition`` finds no partitions for the changelog
-# (tried on the shared broker: a timer that sends to a topic and then sets a key of
-# such a GlobalTable failed on every tick with TypeError "'NoneType' object is not
-# iterable", and the key was never stored). ``send_soon`` also gives no way to
-# wait for the write. So the timer never uses ``table[key] = ...``:
+# has sent to, so it finds no partitions for the changelog and the write fails
+# with TypeError "'NoneType' object is not iterable" (the key is never stored).
+# ``del table[key]`` goes the same way, and ``send_soon`` gives no way to wait for
+# the write either. So the timer never uses ``table[key] = ...`` or ``del``:
 # :class:`TableVersions` awaits ``changelog_topic.send(key, value)`` (the producer
 # waits for the topic's metadata and partitions by key) and puts the value in the
 # local store (``table.data``), which is exactly what ``__setitem__`` does minus
-# the eager partitioning.
+# the eager partitioning; it forgets a key the same way, with a tombstone (value
+# None), which is what ``__delitem__`` writes.
 #
 # It is a *global* table because a sharded one is wrong here: a worker only holds
 # the changelog partitions of its own active partitions (the memory store drops the
@@ -75,6 +100,16 @@ RECORD_OVERHEAD_BYTES = 1024
 # The timer fetches only after table recovery has completed and while no rebalance
 # is running, so a new leader never polls with a half-recovered table.
 #
+# Bounded size: an entry whose version (the event's ``updated``; for a content
+# hash, the time it was sent) is older than ``DEDUP_RETENTION_DAYS`` and whose key
+# the source no longer returns is expired by :class:`DedupExpiry` on the leader:
+# removed from the local store and tombstoned in the changelog, so the broker's
+# compaction drops it and a restarted worker does not recover it. Keys the last
+# document still holds are never expired (that would re-send them on every poll).
+# A revision of an expired event is simply sent again; the sink's upsert keeps the
+# newest. The changelog rolls a segment a day (``segment.ms``) so that compaction,
+# which never touches the active segment, can drop expired ids within days.
+#
 # Crash safety: features are produced first and their delivery awaited; only the
 # delivered ones are written to the table, and that write is awaited too. A crash
 # between the two re-sends those features after the restart (at-least-once; the
@@ -88,7 +123,13 @@ sent_versions = app.GlobalTable(
     partitions=1,
     use_partitioner=True,
     recovery_buffer_size=1,
-    help="Event id (or sha256: content hash) -> `updated` (epoch ms) last sent to raw.",
+    # Compaction never touches the active segment: roll one a day (Kafka's default
+    # is 7 days) so tombstoned ids leave the changelog soon. Applies on creation.
+    extra_topic_configs={"segment.ms": str(DAY_MS)},
+    help=(
+        "Event id -> `updated` (epoch ms) last sent to raw; sha256: content hash -> "
+        "when it was sent (epoch ms)."
+    ),
 )
 
 
@@ -111,6 +152,14 @@ class VersionStore(Protocol):
         """Remember ``versions`` as sent (durably, when the store is durable)."""
         ...
 
+    def keys(self) -> list[str]:
+        """A snapshot of every key held."""
+        ...
+
+    async def expire(self, keys: Collection[str]) -> None:
+        """Forget ``keys`` (durably, when the store is durable)."""
+        ...
+
 
 @dataclass
 class MemoryVersions:
@@ -124,6 +173,13 @@ class MemoryVersions:
     async def save(self, versions: Mapping[str, int]) -> None:
         self.data.update(versions)
 
+    def keys(self) -> list[str]:
+        return list(self.data)
+
+    async def expire(self, keys: Collection[str]) -> None:
+        for key in keys:
+            self.data.pop(key, None)
+
 
 class TableVersions:
     """A :class:`VersionStore` over a Faust table, writable from a timer.
@@ -131,30 +187,58 @@ class TableVersions:
     ``save`` puts the values in the local store and awaits their changelog
     delivery; values whose changelog write failed are kept and written again on
     the next ``save`` (the local store already has them, so they are not re-sent
-    to the raw topic meanwhile).
+    to the raw topic meanwhile). ``expire`` removes keys from the local store and
+    awaits their tombstones (value None) in the changelog; a tombstone that failed
+    is written again on the next ``expire`` unless the key was saved meanwhile.
     """
 
     def __init__(self, table: Any) -> None:
         self.table = table
         self._unsaved: dict[str, int] = {}
+        self._undeleted: set[str] = set()
 
     def get(self, key: str) -> int | None:
         value = self.table.data.get(key)
         return value if is_json_int(value) else None
 
+    def keys(self) -> list[str]:
+        return list(self.table.data.keys())
+
     async def save(self, versions: Mapping[str, int]) -> None:
+        self._undeleted.difference_update(versions)
         pending = {**self._unsaved, **versions}
         if not pending:
             return
         store = self.table.data
         for key, value in versions.items():
             store[key] = value
+        self._unsaved = await self._write(pending, "dedup entries")
+
+    async def expire(self, keys: Collection[str]) -> None:
+        store = self.table.data
+        for key in keys:
+            store.pop(key, None)
+            self._unsaved.pop(key, None)
+        pending = dict.fromkeys([*self._undeleted, *keys])
+        if not pending:
+            return
+        self._undeleted = set(await self._write(pending, "dedup tombstones"))
+
+    async def _write(
+        self, pending: Mapping[str, int | None], what: str
+    ) -> dict[str, Any]:
+        """Send ``pending`` to the changelog (None: a tombstone); the failed ones."""
         topic = self.table.changelog_topic
         futures: list[Awaitable[Any]] = []
         keys = list(pending)
         for key in keys:
+            value = pending[key]
             try:
-                futures.append(await topic.send(key=key, value=pending[key]))
+                if value is None:
+                    sent = await topic.send(key=key, value=None, value_serializer="raw")
+                else:
+                    sent = await topic.send(key=key, value=value)
+                futures.append(sent)
             except Exception as exc:
                 futures.append(failed_future(exc))
         results = await asyncio.gather(*futures, return_exceptions=True)
@@ -163,16 +247,119 @@ class TableVersions:
             for key, res in zip(keys, results, strict=True)
             if isinstance(res, BaseException)
         }
-        self._unsaved = failed
         if failed:
             first = next(r for r in results if isinstance(r, BaseException))
             log.warning(
-                "could not write %d of %d dedup entries to %s (%s); retried next poll",
+                "could not write %d of %d %s to %s (%s); retried next time",
                 len(failed),
                 len(keys),
+                what,
                 topic.get_topic_name(),
                 first,
             )
+        return failed
+
+
+def remembered_version(key: str, version: int, fetched_at: datetime) -> int:
+    """The value the dedup table keeps for a feature sent under ``key``.
+
+    The version (``updated``) for an event id; for a content hash (version 0) the
+    time it was fetched, in epoch ms: the age the expiry goes by, and never 0 (the
+    memory store drops a recovered 0 that follows a tombstone in one batch). A
+    content hash is never re-sent while it is known, as 0 is below any such time.
+    """
+    if key.startswith(HASH_PREFIX):
+        if fetched_at.tzinfo is None:
+            fetched_at = fetched_at.replace(tzinfo=UTC)
+        return max(1, int(fetched_at.timestamp() * 1000))
+    return version
+
+
+def expired_keys(
+    entries: Iterable[tuple[str, int | None]],
+    cutoff_ms: int,
+    keep: Container[str] = (),
+) -> list[str]:
+    """The keys of ``entries`` (key, version) that expire at ``cutoff_ms``.
+
+    A key expires when its version is below ``cutoff_ms`` (now minus the retention)
+    or unusable (None), unless it is in ``keep`` (the keys the source still returns).
+    """
+    return [
+        key
+        for key, version in entries
+        if (version is None or version < cutoff_ms) and key not in keep
+    ]
+
+
+def sweep_interval(retention_days: float) -> float:
+    """Seconds between the starts of two sweeps: a hundredth of the retention (an
+    entry outlives it by at most 1 %), at most :data:`SWEEP_MAX_SECONDS`."""
+    return min(SWEEP_MAX_SECONDS, retention_days * DAY_MS / 1000 / 100)
+
+
+@dataclass
+class DedupExpiry:
+    """Expires old dedup entries, a bounded batch of keys per :meth:`step`.
+
+    A sweep takes a snapshot of the keys, then examines ``batch`` of them per step
+    and expires those :func:`expired_keys` selects; the next sweep starts
+    ``interval`` seconds after this one started (or when it ends, if later).
+    """
+
+    retention_days: float
+    batch: int = SWEEP_BATCH
+    interval: float | None = None
+    #: Keys of the running sweep not examined yet (examined from the end).
+    pending: list[str] = field(default_factory=list, repr=False)
+    #: ``time.monotonic()`` at which the next sweep may start.
+    next_sweep: float = 0.0
+    examined: int = 0
+    expired: int = 0
+
+    @property
+    def retention_ms(self) -> int:
+        """The retention in milliseconds."""
+        return int(self.retention_days * DAY_MS)
+
+    async def step(
+        self,
+        versions: VersionStore,
+        keep: Container[str],
+        *,
+        now_ms: int,
+        monotonic: float,
+        counters: PipelineStats = stats,
+    ) -> int:
+        """Examine the next batch (starting a sweep when due); the count expired."""
+        if not self.pending:
+            if monotonic < self.next_sweep:
+                return 0
+            interval = self.interval
+            if interval is None:
+                interval = sweep_interval(self.retention_days)
+            self.next_sweep = monotonic + interval
+            self.pending = versions.keys()
+            self.examined = self.expired = 0
+            if not self.pending:
+                return 0
+        chunk = self.pending[-self.batch :]
+        del self.pending[-self.batch :]
+        cutoff = now_ms - self.retention_ms
+        gone = expired_keys(((k, versions.get(k)) for k in chunk), cutoff, keep)
+        await versions.expire(gone)  # also retries tombstones that failed before
+        if gone:
+            counters.incr("dedup_expired", len(gone))
+        self.examined += len(chunk)
+        self.expired += len(gone)
+        if not self.pending and self.expired:
+            log.info(
+                "fetch_quakes: expired %d of %d dedup entries (older than %g days)",
+                self.expired,
+                self.examined,
+                self.retention_days,
+            )
+        return len(gone)
 
 
 @dataclass(frozen=True)
@@ -188,6 +375,8 @@ class PollResult:
     error: str | None = None
     retry_after: float | None = None
     unavailable: bool = False
+    #: The dedup keys of the document the source returned (None: no document).
+    keys: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -219,7 +408,7 @@ def dedup_key(feature: Any) -> tuple[str, int]:
             return fid, updated
     canonical = json.dumps(feature, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode("ascii")).hexdigest()
-    return f"sha256:{digest}", 0
+    return f"{HASH_PREFIX}{digest}", 0
 
 
 async def poll_once(
@@ -238,6 +427,7 @@ async def poll_once(
     features are saved in ``versions``: a failed send is retried on the next poll.
     A value larger than ``max_value_bytes`` cannot go to Kafka at all: it is logged,
     counted in ``oversized`` and remembered as sent so it is not retried forever.
+    What is saved per key is :func:`remembered_version`.
     Counts go to ``counters`` (fetched, produced, skipped_unchanged, fetch_errors)
     and the outcome to ``counters.record_fetch``.
     """
@@ -278,7 +468,7 @@ async def poll_once(
         raw_key, value = encode_raw(feature, result.fetched_at, result.source_url)
         if max_value_bytes is not None and len(value) > max_value_bytes:
             oversized += 1
-            delivered[key] = version
+            delivered[key] = remembered_version(key, version, result.fetched_at)
             log.warning(
                 "feature %s is %d bytes, more than Kafka takes (%d): not produced",
                 key,
@@ -295,7 +485,7 @@ async def poll_once(
     errors = [res for res in outcomes if isinstance(res, BaseException)]
     for key, res in zip(keys, outcomes, strict=True):
         if not isinstance(res, BaseException):
-            delivered[key] = chosen[key][0]
+            delivered[key] = remembered_version(key, chosen[key][0], result.fetched_at)
     try:
         await versions.save(delivered)
     except Exception:  # a version store that raises must not lose the poll's counts
@@ -320,6 +510,7 @@ async def poll_once(
         failed=len(errors),
         oversized=oversized,
         error=error,
+        keys=frozenset(chosen),
     )
     counters.record_fetch(poll.summary)
     return poll
@@ -342,6 +533,10 @@ class FetchState:
     #: longer ``Retry-After``. 0 polls on the first tick, right after start.
     not_before: float = 0.0
     waiting_logged: bool = False
+    #: Expires old dedup entries on the ticks after the first document (None: never).
+    expiry: DedupExpiry | None = None
+    #: The dedup keys of the last document the source returned (None: none yet).
+    seen: frozenset[str] | None = None
 
 
 async def fetch_tick(
@@ -349,9 +544,11 @@ async def fetch_tick(
     *,
     counters: PipelineStats = stats,
     monotonic: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.time,
 ) -> PollResult | None:
     """One tick of the timer: poll unless the tables are not ready or the server
-    asked for a pause; never raises (but CancelledError). None when it did not poll.
+    asked for a pause, then one bounded step of the dedup expiry; never raises (but
+    CancelledError). The poll's result, or None when it did not poll.
     """
     if not state.ready():
         if not state.waiting_logged:
@@ -359,8 +556,27 @@ async def fetch_tick(
             state.waiting_logged = True
         return None
     state.waiting_logged = False
-    if monotonic() < state.not_before:
-        return None
+    result = None
+    if monotonic() >= state.not_before:
+        result = await _poll(state, counters, monotonic)
+    if state.expiry is not None and state.seen is not None:
+        try:
+            await state.expiry.step(
+                state.versions,
+                state.seen,
+                now_ms=int(clock() * 1000),
+                monotonic=monotonic(),
+                counters=counters,
+            )
+        except Exception:  # the sweep must not stop the fetcher either
+            log.exception("fetch_quakes: dedup expiry failed; retried next tick")
+    return result
+
+
+async def _poll(
+    state: FetchState, counters: PipelineStats, monotonic: Callable[[], float]
+) -> PollResult | None:
+    """Poll the source once and schedule the next poll."""
     if state.source is None:
         state.source = state.source_factory()
     source = state.source
@@ -377,6 +593,8 @@ async def fetch_tick(
         counters.record_fetch(f"error: {type(exc).__name__}: {exc}")
         log.exception("fetch_quakes: poll of %s failed", source.url)
         return None
+    if result.keys is not None:
+        state.seen = result.keys
     if result.ok:
         state.not_before = monotonic() + state.interval
         log.info("fetch_quakes: %s from %s", result.summary, result.source_url)
@@ -428,6 +646,7 @@ fetch_state = FetchState(
     sender=_send_raw,
     ready=_tables_ready,
     max_value_bytes=int(app.conf.producer_max_request_size) - RECORD_OVERHEAD_BYTES,
+    expiry=DedupExpiry(settings.dedup_retention_days),
 )
 
 

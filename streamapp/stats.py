@@ -18,6 +18,7 @@ COUNTERS: dict[str, str] = {
     "fetch_retries": "source requests retried within a poll (backoff or Retry-After)",
     "produced": "messages produced to the raw topic",
     "skipped_unchanged": "features not re-sent because their `updated` did not grow",
+    "dedup_expired": "fetcher dedup entries expired after DEDUP_RETENTION_DAYS",
     "valid": "raw messages that validated and went to the clean topic",
     "invalid": "raw messages that failed validation and went to the dead-letter topic",
     "upserted": "rows written to the earthquakes table",
