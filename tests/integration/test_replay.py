@@ -23,9 +23,9 @@ from models.validation import validate_raw
 from streamapp.exceptions import InvalidRecord
 from streamapp.kafka import aiokafka_kwargs
 from streamapp.replay import (
-    CLEAN_COLUMNS,
-    DEAD_LETTER_COLUMNS,
-    RAW_COLUMNS,
+    CLEAN_FRAME_COLUMNS,
+    DEAD_LETTER_FRAME_COLUMNS,
+    RAW_FRAME_COLUMNS,
     TopicNotFound,
     replay,
     replay_topic,
@@ -201,7 +201,7 @@ async def test_replays_the_three_kinds(
     )
 
     frame = await replay_topic(topics.settings, topics.raw)
-    assert list(frame.columns) == list(RAW_COLUMNS)
+    assert list(frame.columns) == list(RAW_FRAME_COLUMNS)
     assert len(frame) == len(feats) + 2
     assert frame["partition"].nunique() == PARTITIONS  # every partition read
     assert frame["id"].dropna().nunique() == len(feats)
@@ -210,11 +210,13 @@ async def test_replays_the_three_kinds(
     assert frame.attrs["replay"]["scanned"] == len(raw)
 
     clean = await replay_topic(topics.settings, topics.clean)
-    assert list(clean.columns) == list(CLEAN_COLUMNS)
+    assert list(clean.columns) == list(CLEAN_FRAME_COLUMNS)
     assert set(clean["id"]) == {f["id"] for f in feats}
 
     dead = await replay_topic(topics.settings, topics.dead_letter)
-    assert list(dead.columns)[: len(DEAD_LETTER_COLUMNS)] == list(DEAD_LETTER_COLUMNS)
+    assert list(dead.columns)[: len(DEAD_LETTER_FRAME_COLUMNS)] == list(
+        DEAD_LETTER_FRAME_COLUMNS
+    )
     dead = dead.sort_values("source_offset")
     assert dead["payload"].tolist() == [b"\xff\xfe not utf-8", b"\x80" * 10]
     assert dead["error_kind"].tolist() == ["not_utf8", "not_utf8"]
@@ -245,7 +247,7 @@ async def test_limit_and_time_window(
     assert sorted(window["id"]) == sorted(f"a{i}" for i in range(10, 20))
 
     nothing = await replay_topic(topics.settings, topics.raw, since=T1 + 10**9)
-    assert nothing.empty and list(nothing.columns) == list(RAW_COLUMNS)
+    assert nothing.empty and list(nothing.columns) == list(RAW_FRAME_COLUMNS)
 
 
 async def test_no_consumer_group_is_created(

@@ -16,18 +16,18 @@ import pytest
 
 from models.records import DeadLetter
 from models.validation import validate_raw
-from streamapp import replay as replay_mod
 from streamapp.exceptions import InvalidRecord
 from streamapp.replay import (
-    CLEAN_COLUMNS,
-    DEAD_LETTER_COLUMNS,
-    RAW_COLUMNS,
+    CLEAN_FRAME_COLUMNS,
+    DEAD_LETTER_FRAME_COLUMNS,
+    RAW_FRAME_COLUMNS,
     decode_record,
     records_to_frame,
     resolve_kind,
     to_millis,
     write_frame,
 )
+from streamapp.replay import reader as replay_mod
 from streamapp.settings import Settings, load_settings
 
 CAPTURE = Path(__file__).resolve().parents[3] / "tests/fixtures/usgs"
@@ -78,7 +78,7 @@ def test_raw_feature_is_flattened(features: list[dict[str, Any]]) -> None:
     frame = records_to_frame(
         [Rec(envelope(feature), partition=2, offset=9, key=b"nc72199065")], "raw"
     )
-    assert list(frame.columns) == list(RAW_COLUMNS)
+    assert list(frame.columns) == list(RAW_FRAME_COLUMNS)
     row = frame.iloc[0]
     props = feature["properties"]
     assert (row["partition"], row["offset"], row["key"]) == (2, 9, "nc72199065")
@@ -164,7 +164,9 @@ def test_clean_quake_fields(features: list[dict[str, Any]]) -> None:
         envelope(features[0]), max_bytes=1 << 20, max_depth=32, partition=1, offset=42
     )
     frame = records_to_frame([Rec(quake.dumps(), key=quake.id.encode())], "clean")
-    assert list(frame.columns) == list(CLEAN_COLUMNS)  # no "__faust" metadata column
+    assert list(frame.columns) == list(
+        CLEAN_FRAME_COLUMNS
+    )  # no "__faust" metadata column
     row = frame.iloc[0]
     assert row["id"] == features[0]["id"] == row["key"]
     assert row["time"] == utc(features[0]["properties"]["time"])
@@ -195,7 +197,9 @@ def test_dead_letter_with_non_utf8_payload() -> None:
         [Rec(letter.dumps(), offset=5, key=b"key-1", headers=letter.headers())],
         "dead-letter",
     )
-    assert list(frame.columns)[: len(DEAD_LETTER_COLUMNS)] == list(DEAD_LETTER_COLUMNS)
+    assert list(frame.columns)[: len(DEAD_LETTER_FRAME_COLUMNS)] == list(
+        DEAD_LETTER_FRAME_COLUMNS
+    )
     row = frame.iloc[0]
     assert row["error_kind"] == "not_utf8"
     assert row["error_message"] == "value is not UTF-8"
@@ -278,10 +282,10 @@ def test_limit_caps_rows_after_the_window() -> None:
 
 
 def test_empty_frames_keep_their_columns() -> None:
-    assert list(records_to_frame([], "raw").columns) == list(RAW_COLUMNS)
-    assert list(records_to_frame([], "clean").columns) == list(CLEAN_COLUMNS)
+    assert list(records_to_frame([], "raw").columns) == list(RAW_FRAME_COLUMNS)
+    assert list(records_to_frame([], "clean").columns) == list(CLEAN_FRAME_COLUMNS)
     assert list(records_to_frame([], "dead-letter").columns) == list(
-        DEAD_LETTER_COLUMNS
+        DEAD_LETTER_FRAME_COLUMNS
     )
 
 
@@ -382,7 +386,7 @@ async def consume(consumer: FakeConsumer, stop: dict[TP, int], **kw: Any) -> Any
     }
     options.update(kw)
     tps = sorted(consumer.data, key=lambda tp: tp.partition)
-    return await replay_mod._consume(
+    return await replay_mod.consume(
         consumer, tps, dict.fromkeys(tps, 0), stop, **options
     )
 
