@@ -2,8 +2,8 @@
 
 :class:`Report` collects each scenario's :class:`Figures` during the session;
 :func:`write` merges them into the report file (the full profile's is
-docs/reliability.md, the CI profile's a tmp file) with a JSON block that later
-sessions merge into.
+docs/reliability.md, the CI profile's a tmp file) with a JSON block, so a run of
+one scenario updates its row and keeps the others.
 """
 
 from __future__ import annotations
