@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
 from pathlib import Path
@@ -11,8 +12,10 @@ from streamapp.faust_ext import (
     BatchedPrometheusMonitor,
     StreamApp,
     StreamWorker,
+    WaitForKafka,
     check_versions,
 )
+from streamapp.health import check_kafka
 from streamapp.kafka import faust_credentials
 from streamapp.settings import Settings, load_settings
 
@@ -74,4 +77,12 @@ app = StreamApp(
     Worker=StreamWorker,
     # Faust's Prometheus sensor, batched; /metrics serves its registry.
     Monitor=BatchedPrometheusMonitor,
+)
+
+#: The worker serves /health (503 naming Kafka) while it waits for the broker.
+app.kafka_wait = WaitForKafka(
+    functools.partial(check_kafka, settings),
+    address=settings.kafka_bootstrap_servers,
+    limit=settings.kafka_wait_seconds,
+    give_up=app.crash,
 )

@@ -18,6 +18,8 @@ attribute where faust has one:
 ``topic_watch``           :class:`StreamConsumerThread`: fetch wait, topics
                           missing from metadata
 ``worker``                :class:`StreamWorker` (``Worker=``): no spinner
+``boot``                  :class:`WaitingBootStrategy`: web first, then
+                          :class:`WaitForKafka` before the producer
 ``monitor``               :class:`BatchedPrometheusMonitor` (``Monitor=``)
 ``metadata``              :func:`fetch_cluster`: fresh metadata of all topics
 ``records``               :func:`record_fields`: a Record's field names
@@ -32,6 +34,7 @@ Example::
 
 from __future__ import annotations
 
+from streamapp.faust_ext.boot import WaitForKafka, WaitingBootStrategy
 from streamapp.faust_ext.consumer import START_OFFSETS_TIMEOUT, GaplessConsumer
 from streamapp.faust_ext.metadata import fetch_cluster
 from streamapp.faust_ext.monitor import BatchedPrometheusMonitor, publish_faust_sensor
@@ -66,6 +69,8 @@ __all__ = [
     "StreamApp",
     "StreamConsumerThread",
     "StreamWorker",
+    "WaitForKafka",
+    "WaitingBootStrategy",
     "check_versions",
     "fetch_cluster",
     "missing_topics",

@@ -18,6 +18,7 @@ import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TransportT
 
+from streamapp.faust_ext.boot import WaitForKafka, WaitingBootStrategy
 from streamapp.faust_ext.consumer import GaplessConsumer
 from streamapp.faust_ext.producer import DurableProducer
 
@@ -32,7 +33,15 @@ class DurableTransport(aiokafka_driver.Transport):
 
 
 class StreamApp(faust.App):
-    """``faust.App`` whose producer is durable (see :class:`DurableProducer`)."""
+    """``faust.App`` whose producer is durable (see :class:`DurableProducer`).
+
+    Set :attr:`kafka_wait` to hold the Kafka services until a broker answers
+    (see :mod:`streamapp.faust_ext.boot`).
+    """
+
+    BootStrategy = WaitingBootStrategy
+    #: Waits for the broker before the producer starts; None: faust's boot order.
+    kafka_wait: WaitForKafka | None = None
 
     def _new_transport(self) -> TransportT:
         return DurableTransport(self.conf.broker_consumer, self)

@@ -127,6 +127,15 @@ UPSTREAM_SOURCES: Mapping[str, tuple[str, str]] = {
         "0d468284fb5c8880",
         "reads the spinner",
     ),
+    # boot
+    "faust.app.base:BootStrategy.server": (
+        "97e47ea1dec34b55",
+        "reordered: web, wait, Kafka",
+    ),
+    "mode.services:ServiceCallbacks.on_start": (
+        "5ca815c94c4f9972",
+        "WaitForKafka waits in it",
+    ),
     # monitor.BatchedPrometheusMonitor
     "faust.sensors.prometheus:PrometheusMonitor.__init__": (
         "c0d8ca8cca0a20a1",
