@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -32,9 +33,11 @@ from streamapp.stats import stats
 from streamapp.topics import clean_topic, dead_letter_topic
 
 __all__ = [
+    "SchemaGate",
     "commit_quake_batch",
     "decode_quake_batch",
     "ensure_schema",
+    "schema_gate",
     "store_dead_letter_batch",
     "store_dead_letters",
     "store_quake_batch",
@@ -46,9 +49,6 @@ log = logging.getLogger(__name__)
 #: How long the worker keeps retrying a migration that fails transiently (database
 #: starting, unreachable) before it gives up and stops.
 MIGRATE_PATIENCE_SECONDS = 60.0
-
-_schema_lock = asyncio.Lock()
-_schema_state: dict[str, bool] = {"ready": False, "failed": False}
 
 
 async def _migrate_patiently() -> list[str]:
@@ -66,28 +66,37 @@ async def _migrate_patiently() -> list[str]:
             await asyncio.sleep(delay)
 
 
-async def ensure_schema() -> bool:
-    """Apply the migrations once per process, before any agent writes.
+class SchemaGate:
+    """Applies the migrations once per process and remembers the outcome.
 
-    Both sink agents await this first; the advisory lock in ``migrate`` makes it safe
-    across workers. On failure the worker is stopped (one CRITICAL line naming the
-    cause, exit status 1) and ``False`` is returned so the agent just ends.
+    Example::
+
+        if not await schema_gate().ensure():
+            return  # the worker is stopping
     """
-    async with _schema_lock:
-        if _schema_state["ready"]:
-            return True
-        if _schema_state["failed"]:
-            return False
-        try:
-            await _migrate_patiently()
-        except SinkError as exc:
-            failure: str | None = str(exc)
-        else:
-            failure = None
-        if failure is None:
-            _schema_state["ready"] = True
-            return True
-        _schema_state["failed"] = True
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.ready = False
+        self.failed = False
+
+    async def ensure(self) -> bool:
+        """True once the schema is current; False (worker stopping) on failure."""
+        async with self.lock:
+            if self.ready:
+                return True
+            if self.failed:
+                return False
+            try:
+                await _migrate_patiently()
+            except SinkError as exc:
+                failure: str | None = str(exc)
+            else:
+                failure = None
+            if failure is None:
+                self.ready = True
+                return True
+            self.failed = True
         log.critical(
             "streamapp: database migration failed, stopping the worker: %s", failure
         )
@@ -95,6 +104,22 @@ async def ensure_schema() -> bool:
         # crash report does not repeat the whole traceback.
         await app.crash(SinkError(f"database migration failed: {failure}"))
         return False
+
+
+@functools.cache
+def schema_gate() -> SchemaGate:
+    """The process's one :class:`SchemaGate`, made on first use."""
+    return SchemaGate()
+
+
+async def ensure_schema() -> bool:
+    """Apply the migrations once per process, before any agent writes.
+
+    Both sink agents await this first; the advisory lock in ``migrate`` makes it safe
+    across workers. On failure the worker is stopped (one CRITICAL line naming the
+    cause, exit status 1) and ``False`` is returned so the agent just ends.
+    """
+    return await schema_gate().ensure()
 
 
 def _payload(event: EventT) -> bytes:
