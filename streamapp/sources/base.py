@@ -70,6 +70,7 @@ class Source(Protocol):
 
 def build_source(settings: Settings) -> Source:
     """The source named by ``settings.source``: ``usgs`` (HTTP) or ``replay`` (file)."""
+    # late imports: both source modules import this one
     if settings.source == "usgs":
         from streamapp.sources.usgs import UsgsSource
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import psycopg2
 import pytest
@@ -250,7 +251,6 @@ async def test_bad_parameters_are_400(client: Client, path: str) -> None:
 async def test_sql_injection_is_400_or_empty_and_harmless(
     client: Client, schema_settings: Settings
 ) -> None:
-    from urllib.parse import quote
 
     params = ["since", "until", "min_magnitude", "bbox", "limit", "cursor"]
     for payload in INJECTIONS:

@@ -25,12 +25,15 @@ from psycopg2.extras import Json
 
 from streamapp.db import get_engine, migrate
 from streamapp.delivery import Outgoing
+from streamapp.faust_ext import fetch_cluster
 from streamapp.kafka import aiokafka_kwargs
 from streamapp.queries import RedriveSelection
 from streamapp.redrive import redrive
 from streamapp.settings import Settings
 from tests.support.aio import run_sync
 from tests.support.kafka import KafkaAdmin
+from tests.support.ports import free_port
+from tests.support.workers import Worker
 
 pytestmark = pytest.mark.integration
 
@@ -154,7 +157,7 @@ async def _read_topic(
     )
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
+        cluster = await fetch_cluster(consumer)
         tps = [
             TopicPartition(topic, p)
             for p in sorted(cluster.partitions_for_topic(topic) or ())
@@ -390,8 +393,6 @@ def _wait(
 def test_redrive_after_a_validation_change_ends_in_earthquakes(
     env: Env, tmp_path: Path
 ) -> None:
-    from tests.support.ports import free_port
-    from tests.support.workers import Worker
 
     # Real events, each padded with an unknown (ignored) property to ~1.5 kB.
     padded = [

@@ -16,6 +16,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from models.records import DeadLetter, Quake
 from streamapp import db
 from streamapp.settings import Settings
 from streamapp.sinks import (
@@ -27,6 +28,7 @@ from streamapp.sinks import (
     quake_row_from_json,
 )
 from streamapp.stats import stats
+from tests.support.sinks import FakeEvent, FakeMessage, real_quakes
 
 pytestmark = pytest.mark.integration
 
@@ -217,8 +219,6 @@ async def test_fast_json_path_stores_what_the_record_path_stores(
 ) -> None:
     """Every real capture, written once from the clean-topic JSON (the agent's fast
     path) and once from ``Quake`` records: the two tables are identical."""
-    from models.records import Quake
-    from tests.unit.streamapp.test_sink import _real_quakes
 
     other = dataclasses.replace(
         schema_settings, postgres_schema=f"{schema_settings.postgres_schema}_rec"[:63]
@@ -227,7 +227,7 @@ async def test_fast_json_path_stores_what_the_record_path_stores(
     fast_sink = QuakeSink(schema_settings, method=method)
     record_sink = QuakeSink(other, method=method)
     try:
-        for offset, q in enumerate(_real_quakes()):
+        for offset, q in enumerate(real_quakes()):
             data = bytes(q.dumps())
             fast = quake_row_from_json(data, partition=offset % 4, offset=offset)
             assert fast is not None
@@ -399,7 +399,6 @@ async def test_sink_recovers_when_its_backends_are_terminated(
 
 def bench_messages(n: int, revision: int = 0, seed: int = 1) -> list[bytes]:
     """``n`` clean-topic values (``Quake.dumps()``, ~700 bytes each), deterministic."""
-    from models.records import Quake
 
     rnd = random.Random(seed)
     out = []
@@ -443,7 +442,6 @@ async def test_measure_upsert_rates(schema_settings: Settings) -> None:
     """Prints the sink's rates: clean-topic JSON -> committed rows, per method and
     batch size, for fresh inserts and for updates of every row; CPU per row of this
     process (decode, format, driver) and of the PostgreSQL backends; decode costs."""
-    from models.records import Quake
 
     n = int(os.environ.get("STREAMAPP_SINK_BENCH_ROWS", "50000"))
     wanted = os.environ.get("STREAMAPP_SINK_BENCH_BATCHES", "")
@@ -502,8 +500,6 @@ async def test_store_quake_batch_against_the_database(
     """The agent's batch step with the real database: good events upserted, the row
     PostgreSQL refuses and an undecodable message dead-lettered, all acked after."""
     from agents import store
-    from models.records import DeadLetter, Quake
-    from tests.unit.streamapp.test_sink import FakeEvent, FakeMessage
 
     acked: list[int] = []
     sent: list[Any] = []

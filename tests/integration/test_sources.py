@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from agents.fetch import MemoryVersions, PollResult, poll_once
+from streamapp.kafka import aiokafka_kwargs
 from streamapp.settings import Settings
 from streamapp.sources import UsgsSource
 from streamapp.stats import PipelineStats
@@ -56,7 +57,6 @@ async def feed() -> AsyncIterator[tuple[Feed, str]]:
 
 @pytest.fixture
 async def producer(stack_ready: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    from streamapp.kafka import aiokafka_kwargs
 
     client = AIOKafkaProducer(
         **aiokafka_kwargs(stack_ready),

@@ -3,48 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from streamapp.sinks import (
-    Item,
-    Rejected,
-)
+from models.records import DeadLetter, Quake
+from streamapp.exceptions import InvalidRecord
+from streamapp.sinks import Item, Rejected
+from tests.support.sinks import FakeEvent, FakeMessage
 
 T0 = datetime(2024, 5, 31, 12, 0, tzinfo=UTC)
 
 
 # ------------------------------------------------- agents.store batch logic (fakes)
-
-
-@dataclass
-class FakeMessage:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass
-class FakeEvent:
-    message: FakeMessage
-    acked: list[int]
-
-    @property
-    def value(self) -> bytes | None:
-        return self.message.value
-
-    @property
-    def key(self) -> bytes | None:
-        return self.message.key
-
-    def ack(self) -> bool:
-        self.acked.append(self.message.offset)
-        return True
 
 
 class ScriptedSink:
@@ -72,7 +44,6 @@ class ScriptedSink:
 
 
 def _quake_bytes(ident: str) -> bytes:
-    from models.records import Quake
 
     return bytes(
         Quake(
@@ -112,7 +83,6 @@ async def test_store_quake_batch_acks_after_commit_and_dead_letters(
     assert acked == [10, 11, 12, 13]
     kinds = sorted(dict(m.headers)["error.kind"].decode() for m in sent)
     assert kinds == ["schema", "schema", "sink_rejected"]
-    from models.records import DeadLetter
 
     letters = {
         DeadLetter.loads(m.value).source_offset: DeadLetter.loads(m.value) for m in sent
@@ -157,8 +127,6 @@ async def test_store_quake_batch_acks_nothing_when_the_write_fails() -> None:
 
 async def test_store_dead_letter_batch_stores_undecodable_letters_too() -> None:
     from agents import store
-    from models.records import DeadLetter
-    from streamapp.exceptions import InvalidRecord
 
     letter = DeadLetter.build(
         b"\xff", b"k", "raw", 1, 5, InvalidRecord("not_utf8", "bad bytes")
@@ -199,8 +167,6 @@ async def test_store_dead_letter_batch_stores_undecodable_letters_too() -> None:
 
 async def test_store_dead_letter_batch_falls_back_to_a_minimal_row() -> None:
     from agents import store
-    from models.records import DeadLetter
-    from streamapp.exceptions import InvalidRecord
 
     letter = DeadLetter.build(b"x", None, "raw", 0, 1, InvalidRecord("schema", "m"))
     acked: list[int] = []

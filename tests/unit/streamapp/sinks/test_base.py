@@ -4,6 +4,7 @@ on permanent ones (a scripted fake database)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -144,7 +145,6 @@ async def test_empty_flush_touches_nothing(settings: Settings) -> None:
 
 
 async def test_write_batch_runs_off_the_event_loop(settings: Settings) -> None:
-    import threading
 
     seen: list[str] = []
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from models.records import Quake
 from streamapp.settings import Settings
 from streamapp.sinks import (
     QUAKE_TABLE_COLUMNS,
@@ -18,6 +18,7 @@ from streamapp.sinks import (
     quake_row_from_json,
 )
 from streamapp.sinks.earthquakes import quake_values
+from tests.support.sinks import real_quakes
 
 T0 = datetime(2024, 5, 31, 12, 0, tzinfo=UTC)
 
@@ -88,34 +89,6 @@ def test_quake_sink_rejects_unknown_methods(settings: Settings) -> None:
 # ------------------------------------------------- fast JSON path == Quake records
 
 
-def _real_quakes() -> list[Any]:
-    from pathlib import Path
-
-    from models.validation import validate_raw
-
-    fixtures = Path(__file__).resolve().parents[3] / "fixtures" / "usgs"
-    quakes = []
-    for path in sorted(fixtures.glob("*.geojson")):
-        collection = json.loads(path.read_text(encoding="utf-8"))
-        for offset, feat in enumerate(collection["features"]):
-            envelope = {
-                "feature": feat,
-                "fetched_at": "2024-05-31T23:30:00.123456Z",
-                "source_url": f"file://{path.name}",
-            }
-            quakes.append(
-                validate_raw(
-                    json.dumps(envelope).encode(),
-                    max_bytes=1024 * 1024,
-                    max_depth=32,
-                    partition=offset % 4,
-                    offset=offset,
-                )
-            )
-    assert len(quakes) > 100
-    return quakes
-
-
 def _normalised(row: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name, value in row.items():
@@ -126,9 +99,8 @@ def _normalised(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_fast_json_rows_equal_the_record_rows_for_every_real_capture() -> None:
-    from models.records import Quake
 
-    for quake in _real_quakes():
+    for quake in real_quakes():
         data = bytes(quake.dumps())
         fast = quake_row_from_json(data, partition=3, offset=7)
         assert fast is not None, quake.id
