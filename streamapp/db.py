@@ -217,7 +217,7 @@ def qualified_text(schema: str, name: str) -> str:
     return f'"{schema}"."{name}"'
 
 
-def column_list(columns: Sequence[str]) -> sql.Composable:
+def column_list(columns: Sequence[str]) -> sql.Composed:
     """``"a", "b", ...``: column names quoted by psycopg2, comma separated."""
     return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
 
