@@ -30,6 +30,7 @@ from typing import Any
 from faust.app.base import BootStrategy
 from mode import Service, ServiceT
 
+from streamapp.backoff import backoff_delay
 from streamapp.exceptions import KafkaUnavailable
 
 __all__ = [
@@ -98,8 +99,12 @@ class WaitForKafka(Service):
         self.attempts = 0
 
     def _delay(self) -> float:
-        return min(
-            KAFKA_WAIT_MAX_SECONDS, KAFKA_WAIT_FIRST_SECONDS * 2 ** (self.attempts - 1)
+        # No jitter: one worker per broker address, and the log shows the plan.
+        return backoff_delay(
+            self.attempts,
+            KAFKA_WAIT_FIRST_SECONDS,
+            KAFKA_WAIT_MAX_SECONDS,
+            jitter=0.0,
         )
 
     async def _answers(self) -> bool:
