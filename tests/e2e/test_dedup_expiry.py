@@ -156,8 +156,9 @@ def test_expired_ids_are_tombstoned_not_recovered_and_sent_again(
         wait_for("11 features sent", lambda: stats(worker)["produced"] == 11, worker)
         wait_for(
             "the changelog holds all 11 ids",
-            lambda: set(live_keys(read_topic(settings, changelog)))
-            == old_ids | fresh_ids,
+            lambda: (
+                set(live_keys(read_topic(settings, changelog))) == old_ids | fresh_ids
+            ),
             worker,
         )
 
@@ -194,8 +195,10 @@ def test_expired_ids_are_tombstoned_not_recovered_and_sent_again(
         assert after["dedup_expired"] == 0, after
         wait_for(
             "the revision stored",
-            lambda: stored_updated(settings, revised["id"])
-            == revised["properties"]["updated"],
+            lambda: (
+                stored_updated(settings, revised["id"])
+                == revised["properties"]["updated"]
+            ),
             restarted,
         )
         assert set(live_keys(read_topic(settings, changelog))) == old_ids | fresh_ids
