@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from devstack import pid_alive
+from devstack.zookeeper import ZooKeeperClient
 from tests.integration.test_kafka_roundtrip import check_roundtrip, roundtrip
 from tests.support.aio import run_sync
 from tests.support.kafka import KafkaAdmin
@@ -207,3 +211,86 @@ def test_port_taken_by_a_stranger_is_one_clear_line(alt_stack: AltStack) -> None
     # Nothing was started.
     assert not listening(alt_stack.ports["kafka"])
     assert not listening(alt_stack.ports["postgres"])
+
+
+# ------------------------------------------------------------ a SIGKILLed broker
+def kill_broker(stack: AltStack) -> int:
+    """SIGKILL the broker and wait until it is gone; returns its pid."""
+    pid = int((stack.root / "run" / "kafka.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid_alive(pid, str(stack.root)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(pid, str(stack.root))
+    return pid
+
+
+def up_after_crash(stack: AltStack, mode: str) -> tuple[str, float]:
+    """up, SIGKILL the broker, ONE up: exit 0; returns its stdout and seconds."""
+    stack.must("up", "--mode", mode)
+    kill_broker(stack)
+    t0 = time.monotonic()
+    again = stack.run("up", "--mode", mode)
+    took = time.monotonic() - t0
+    assert again.returncode == 0, (
+        f"exit {again.returncode}\n{again.stdout}{again.stderr}"
+    )
+    assert f"kafka: started in {mode} mode" in again.stdout, again.stdout
+    assert "postgres: already running" in again.stdout
+    print(f"{mode}: SIGKILL then one up: {took:.1f}s\n{again.stdout}")
+    return again.stdout, took
+
+
+def small_roundtrip(stack: AltStack, name: str) -> None:
+    admin = KafkaAdmin(stack.bootstrap)
+    topic = admin.create_topic(f"t_{name}_{uuid.uuid4().hex[:8]}", partitions=4)
+    result = run_sync(roundtrip(admin.kwargs, topic, f"g_{topic}", messages=100))
+    check_roundtrip(result, messages=100)
+
+
+def session_expired(stack: AltStack, session: str, timeout: float) -> bool:
+    """ZooKeeper logged the expiry of ``session`` (its timeout is 18 s)."""
+    log = stack.root / "logs" / "zookeeper.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if f"Expiring session {session}" in log.read_text(errors="replace"):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_zookeeper_mode_up_after_a_sigkilled_broker(alt_stack: AltStack) -> None:
+    """The dead broker's registration is removed; the new one outlives its session."""
+    stdout, took = up_after_crash(alt_stack, "zookeeper")
+    assert "zookeeper: already running" in stdout
+    line = next(x for x in stdout.splitlines() if "crashed broker" in x)
+    assert "removed the registration of a crashed broker (/brokers/ids/1" in line
+    dead = line.rsplit("session ", 1)[1].rstrip(")")
+    assert took < 60
+    # When the dead session expires, ZooKeeper must not take the new broker's
+    # registration with it.
+    assert session_expired(alt_stack, dead, timeout=40), "the dead session lives on"
+    with ZooKeeperClient(alt_stack.ports["zookeeper"]) as zk:
+        node = zk.stat("/brokers/ids/1")
+    assert node is not None and node.ephemeral_owner not in (0, int(dead, 16))
+    small_roundtrip(alt_stack, "zk_crash")
+
+
+def test_kraft_mode_up_after_a_sigkilled_node(alt_stack: AltStack) -> None:
+    _, took = up_after_crash(alt_stack, "kraft")
+    assert took < 60
+    small_roundtrip(alt_stack, "kraft_crash")
+
+
+def test_a_broker_that_cannot_start_is_one_line_naming_its_log(
+    alt_stack: AltStack,
+) -> None:
+    alt_stack.env["KAFKA_HEAP_OPTS"] = "-Xmx1k"  # the JVM refuses to start
+    out = alt_stack.run("up", "--mode", "kraft")
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    log = alt_stack.root / "logs" / "kafka.out"
+    assert lines[0].startswith("streamapp-stack: kafka exited during start-up; see ")
+    assert str(log) in lines[0]
+    assert "Traceback" not in out.stderr + out.stdout
