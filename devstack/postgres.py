@@ -284,8 +284,9 @@ class Postgres:
             *("--auth-local=peer", "--auth-host=scram-sha-256"),
         )
         if out.returncode != 0:
-            last = "\n".join((out.stdout + out.stderr).splitlines()[-ERROR_LINES:])
-            raise StackError(f"postgres: initdb failed (exit {out.returncode})\n{last}")
+            log = self.paths.log("postgres-initdb")
+            log.write_text(out.stdout + out.stderr)
+            raise failure(f"postgres: initdb failed (exit {out.returncode})", [log])
         with (data / "postgresql.conf").open("a") as fh:
             fh.write("\ninclude_if_exists = 'streamapp.conf'\n")
 

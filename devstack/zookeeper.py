@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -82,13 +83,20 @@ def zookeeper_chroot(spec: str) -> str:
 
 
 def zookeeper_answers(port: int, timeout: float = 2.0) -> bool:
-    """ZooKeeper's ``ruok`` four-letter word answers ``imok``."""
+    """ZooKeeper serves requests: ``srvr`` reports its version.
+
+    (``ruok`` answers ``imok`` while a restarted server still loads its data and
+    closes every session request.)
+    """
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"ruok")
-            return sock.recv(16) == b"imok"
+            sock.sendall(b"srvr")
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
     except OSError:
         return False
+    return reply.startswith(b"Zookeeper version:")
 
 
 @dataclass(frozen=True)
@@ -220,17 +228,24 @@ class ZooKeeper(JavaService):
         conf.write_text(render_zookeeper_properties(self.settings, data))
         return self.spawn(java, ZOOKEEPER_HEAP, [MAIN_CLASS, str(conf)])
 
-    def forget_crashed_broker(self) -> None:
-        """Remove what a killed broker left registered, so the next one can start."""
+    def forget_crashed_broker(self, patience: float = 10.0) -> None:
+        """Remove what a killed broker left registered, so the next one can start.
+
+        Retried for ``patience`` seconds: a server that just started may still
+        refuse sessions. Failing that, one line; the broker's start then decides.
+        """
         s = self.settings
         chroot = zookeeper_chroot(s.kafka_zookeeper_connect)
-        try:
-            session = remove_crashed_broker(self.port, s.kafka_broker_id, chroot)
-        except (OSError, StackError, struct.error) as exc:
-            self.echo(
-                f"zookeeper: could not look for a crashed broker's leftovers: {exc}"
-            )
-            return
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                session = remove_crashed_broker(self.port, s.kafka_broker_id, chroot)
+                break
+            except (OSError, StackError, struct.error) as exc:
+                if time.monotonic() > deadline:
+                    self.echo(f"zookeeper: could not look for a crashed broker: {exc}")
+                    return
+                time.sleep(0.5)
         if session is not None:
             self.echo(
                 f"zookeeper: removed the registration of a crashed broker "

@@ -294,3 +294,18 @@ def test_a_broker_that_cannot_start_is_one_line_naming_its_log(
     assert lines[0].startswith("streamapp-stack: kafka exited during start-up; see ")
     assert str(log) in lines[0]
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_zookeeper_and_broker_both_sigkilled_come_back_on_one_up(
+    alt_stack: AltStack,
+) -> None:
+    """A restarted ZooKeeper restores the dead session (and its nodes) from disk."""
+    alt_stack.must("up", "--mode", "zookeeper")
+    zk_pid = int((alt_stack.root / "run" / "zookeeper.pid").read_text())
+    kill_broker(alt_stack)
+    os.kill(zk_pid, signal.SIGKILL)
+    again = alt_stack.run("up", "--mode", "zookeeper")
+    assert again.returncode == 0, f"{again.stdout}{again.stderr}"
+    assert "zookeeper: started" in again.stdout
+    assert "removed the registration of a crashed broker" in again.stdout
+    assert "kafka: started in zookeeper mode" in again.stdout
