@@ -6,18 +6,18 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-from faust.streams import Stream
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 
 from models.records import DeadLetter, Quake
 from streamapp.app import app, settings
 from streamapp.backoff import backoff_delay
 from streamapp.db import migrate
-from streamapp.delivery import Outgoing, as_bytes, deliver
+from streamapp.delivery import Outgoing, deliver
 from streamapp.exceptions import InvalidRecord, SinkError, TransientSinkError
+from streamapp.faust_ext import Received, Record, receive_batches
 from streamapp.metrics import observe_sink_batch
 from streamapp.overlap import InFlight
 from streamapp.sinks import (
@@ -122,21 +122,20 @@ async def ensure_schema() -> bool:
     return await schema_gate().ensure()
 
 
-def _payload(event: EventT) -> bytes:
-    value = as_bytes(event.value)
+def _payload(record: Record) -> bytes:
+    value = record.value
     if value is None:
         raise ValueError("the message has no value (a tombstone)")
     return value
 
 
-def _letter(event: EventT, error: InvalidRecord) -> DeadLetter:
-    message = event.message
+def _letter(record: Record, error: InvalidRecord) -> DeadLetter:
     return DeadLetter.build(
-        as_bytes(message.value),
-        as_bytes(message.key),
-        message.topic,
-        message.partition,
-        message.offset,
+        record.value,
+        record.key,
+        record.topic,
+        record.partition,
+        record.offset,
         error,
     )
 
@@ -148,30 +147,29 @@ def _outgoing(letter: DeadLetter) -> Outgoing:
 
 
 def decode_quake_batch(
-    events: Sequence[EventT],
+    records: Sequence[Record],
 ) -> tuple[list[Item], list[DeadLetter]]:
-    """The rows of a batch of clean events, and dead letters for what is not one."""
+    """The rows of a batch of clean records, and dead letters for what is not one."""
     items: list[Item] = []
     letters: list[DeadLetter] = []
-    for event in events:
-        message = event.message
+    for record in records:
         try:
-            value = _payload(event)
+            value = _payload(record)
             # Fast path: the JSON straight to a row; anything unusual is decoded by
             # Quake.loads, the authority (which coerces it, or raises: dead letter).
             row = quake_row_from_json(
-                value, partition=message.partition, offset=message.offset
+                value, partition=record.partition, offset=record.offset
             )
             if row is None:
                 row = quake_row(
                     Quake.loads(value),
-                    partition=message.partition,
-                    offset=message.offset,
+                    partition=record.partition,
+                    offset=record.offset,
                 )
         except Exception as exc:  # any decode failure: dead-letter, never drop
             letters.append(
                 _letter(
-                    event,
+                    record,
                     InvalidRecord(
                         "schema",
                         f"clean-topic message does not decode as Quake: "
@@ -181,12 +179,12 @@ def decode_quake_batch(
                 )
             )
             continue
-        items.append(Item(row, ref=event))
+        items.append(Item(row, ref=record))
     return items, letters
 
 
 async def commit_quake_batch(
-    events: Sequence[EventT],
+    received: Received,
     items: Sequence[Item],
     letters: list[DeadLetter],
     sink: QuakeSink,
@@ -196,7 +194,7 @@ async def commit_quake_batch(
         sink.add(item)
     started = time.monotonic()
     rejected: list[Rejected] = await sink.flush()
-    observe_sink_batch("earthquakes", len(events), time.monotonic() - started)
+    observe_sink_batch("earthquakes", len(received), time.monotonic() - started)
     for refused in rejected:
         letters.append(
             _letter(
@@ -215,48 +213,44 @@ async def commit_quake_batch(
     if letters:
         # Kafka must hold every dead letter before the batch is acked.
         await deliver([_outgoing(letter) for letter in letters])
-    for event in events:
-        event.ack()
-    stored = len(events) - len(letters)
+    received.ack()
+    stored = len(received) - len(letters)
     stats.incr("upserted", stored)
     if letters:
         stats.incr("sink_rejected", len(letters))
     return stored
 
 
-async def store_quake_batch(events: Sequence[EventT], sink: QuakeSink) -> int:
+async def store_quake_batch(received: Received, sink: QuakeSink) -> int:
     """Decode, upsert, dead-letter what cannot be stored, then ack the whole batch.
 
     Returns how many events were upserted. Events are acked only after the
     database commit AND the broker's receipt of every dead letter; if anything
     raises (or the task is cancelled) nothing is acked and Kafka redelivers.
     """
-    items, letters = decode_quake_batch(events)
-    return await commit_quake_batch(events, items, letters, sink)
+    items, letters = decode_quake_batch(received.records)
+    return await commit_quake_batch(received, items, letters, sink)
 
 
-async def store_dead_letter_batch(
-    events: Sequence[EventT], sink: DeadLetterSink
-) -> int:
+async def store_dead_letter_batch(received: Received, sink: DeadLetterSink) -> int:
     """Persist a batch of dead letters (idempotently), then ack it; returns the count.
 
     A dead-letter message that does not decode is stored too, as a dead letter of
     the dead-letter topic itself. A row the database still refuses is stored in a
     minimal form (bytes, kind, the database's reason) instead.
     """
-    for event in events:
-        message = event.message
+    for record in received.records:
         try:
-            letter = DeadLetter.loads(_payload(event))
+            letter = DeadLetter.loads(_payload(record))
             row = dead_letter_row(
                 letter,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
             )
         except Exception as exc:  # undecodable: keep its bytes, never drop
             letter = _letter(
-                event,
+                record,
                 InvalidRecord(
                     "schema",
                     f"dead-letter topic message does not decode as DeadLetter: "
@@ -266,11 +260,11 @@ async def store_dead_letter_batch(
             )
             row = dead_letter_row(
                 letter,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
             )
-        sink.add(Item(row, ref=event))
+        sink.add(Item(row, ref=record))
     started = time.monotonic()
     rejected = await sink.flush()
     lost = 0
@@ -287,31 +281,26 @@ async def store_dead_letter_batch(
                 coords.get("source_offset"),
                 refused.error,
             )
-    observe_sink_batch("dead_letters", len(events), time.monotonic() - started)
-    for event in events:
-        event.ack()
-    stored = len(events) - lost
+    observe_sink_batch("dead_letters", len(received), time.monotonic() - started)
+    received.ack()
+    stored = len(received) - lost
     stats.incr("dead_lettered", stored)
     if lost:
         stats.incr("sink_rejected", lost)
     return stored
 
 
-def _batches(stream: StreamT[Any]) -> Any:
-    """``noack_take`` batches of Event objects (see the note below)."""
-    # ``StreamT`` (the type agents receive) does not declare ``noack_take``; the
-    # concrete ``faust.Stream`` does.
-    return cast(Stream[Any], stream).noack_take(
-        settings.sink_batch_size, within=settings.sink_batch_seconds
+def _batches(stream: StreamT[Any]) -> AsyncIterator[Received]:
+    """Received batches of the sink's settings: ``SINK_BATCH_SIZE`` records or
+    what arrived within ``SINK_BATCH_SECONDS``; acked by the caller after the
+    commit (and the broker's receipt of any dead letter)."""
+    return receive_batches(
+        stream,
+        max_records=settings.sink_batch_size,
+        within=settings.sink_batch_seconds,
     )
 
 
-# faust-streaming 0.15.3: ``Stream.noack_take(n, within)`` buffers ``current_event``
-# (the Event, not its value: "We want to save events instead of values to allow for
-# manual ack") and never acks; each yielded list therefore holds the Event objects,
-# and we ``event.ack()`` them ourselves after the commit. ``take()`` and
-# ``take_events()`` ack the whole buffer in a ``finally`` -- even when the body
-# raised -- so a failed write would be committed in Kafka and lost.
 @app.agent(clean_topic, name="store_quakes")
 async def store_quakes(stream: StreamT[Any]) -> None:
     """Upsert clean events into ``earthquakes`` in batches; ack after the commit."""
@@ -322,9 +311,11 @@ async def store_quakes(stream: StreamT[Any]) -> None:
         # Batch N+1 is read and decoded while batch N is written (InFlight):
         # one database transaction at a time, in order, each acked after commit.
         async with InFlight() as in_flight:
-            async for events in _batches(stream):
-                items, letters = decode_quake_batch(events)
-                await in_flight.submit(commit_quake_batch(events, items, letters, sink))
+            async for received in _batches(stream):
+                items, letters = decode_quake_batch(received.records)
+                await in_flight.submit(
+                    commit_quake_batch(received, items, letters, sink)
+                )
     finally:
         sink.close()
 
@@ -337,7 +328,7 @@ async def store_dead_letters(stream: StreamT[Any]) -> None:
     sink = DeadLetterSink(settings)
     try:
         async with InFlight() as in_flight:
-            async for events in _batches(stream):
-                await in_flight.submit(store_dead_letter_batch(events, sink))
+            async for received in _batches(stream):
+                await in_flight.submit(store_dead_letter_batch(received, sink))
     finally:
         sink.close()

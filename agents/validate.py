@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
-from faust import Stream
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 
 from models.records import DeadLetter
 from models.validation import validate_raw
 from streamapp.app import app, settings
-from streamapp.delivery import Outgoing, as_bytes, deliver
+from streamapp.delivery import Outgoing, deliver
 from streamapp.exceptions import InvalidRecord
+from streamapp.faust_ext import Received, Record, receive_batches
 from streamapp.overlap import InFlight
 from streamapp.stats import stats
 from streamapp.topics import clean_topic, dead_letter_topic, raw_topic
@@ -61,19 +61,18 @@ def route(
     return True, Outgoing(clean_topic, quake.id.encode("utf-8"), quake.dumps())
 
 
-def route_batch(events: Sequence[EventT]) -> tuple[list[Outgoing], int, list[str]]:
-    """Route a batch of raw events: ``(messages, valid count, invalid kinds)``."""
+def route_batch(records: Sequence[Record]) -> tuple[list[Outgoing], int, list[str]]:
+    """Route a batch of raw records: ``(messages, valid count, invalid kinds)``."""
     outgoing: list[Outgoing] = []
     valid = 0
     kinds: list[str] = []
-    for event in events:
-        message = event.message
+    for record in records:
         ok, out = route(
-            as_bytes(event.value),
-            as_bytes(event.key),
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
+            record.value,
+            record.key,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
         )
         outgoing.append(out)
         if ok:
@@ -84,41 +83,41 @@ def route_batch(events: Sequence[EventT]) -> tuple[list[Outgoing], int, list[str
 
 
 async def deliver_and_ack(
-    events: Sequence[EventT], outgoing: Sequence[Outgoing], valid: int, kinds: list[str]
+    received: Received, outgoing: Sequence[Outgoing], valid: int, kinds: list[str]
 ) -> tuple[int, int]:
     """Deliver a routed batch, then ack its input; returns (valid, invalid)."""
     # Kafka must have every clean event and dead letter before the input is acked.
     await deliver(outgoing)
-    for event in events:
-        event.ack()
+    received.ack()
     stats.incr("valid", valid)
     for kind in kinds:
         stats.incr_invalid(kind)
     return valid, len(kinds)
 
 
-async def forward(events: Sequence[EventT]) -> tuple[int, int]:
-    """Route a batch of raw events, deliver every result, then ack the batch."""
-    outgoing, valid, kinds = route_batch(events)
-    return await deliver_and_ack(events, outgoing, valid, kinds)
+async def forward(received: Received) -> tuple[int, int]:
+    """Route a batch of raw records, deliver every result, then ack the batch."""
+    outgoing, valid, kinds = route_batch(received.records)
+    return await deliver_and_ack(received, outgoing, valid, kinds)
 
 
 @app.agent(raw_topic, name="validate_quakes")
 async def validate_quakes(stream: StreamT[Any]) -> None:
     """Validate every raw message; fan out to the clean and dead-letter topics.
 
-    Batch N+1 is read and validated while batch N waits for the broker's acks
-    (:class:`~streamapp.overlap.InFlight`); N+1 is sent only once N is delivered
-    and acked, so the output keeps the input's order.
+    The records arrive a fetch at a time (:func:`~streamapp.faust_ext.receive_batches`:
+    no faust ``Event`` per message) and are acked only once Kafka has every
+    message they were routed to. Batch N+1 is read and validated while batch N
+    waits for the broker's acks (:class:`~streamapp.overlap.InFlight`); N+1 is
+    sent only once N is delivered and acked, so the output keeps the input's order.
     """
-    # noack_take yields the Event objects and leaves acking to us (StreamT lacks it).
-    batches = cast(Stream[Any], stream).noack_take(
-        VALIDATE_BATCH, within=VALIDATE_WITHIN
+    batches = receive_batches(
+        stream, max_records=VALIDATE_BATCH, within=VALIDATE_WITHIN
     )
     async with InFlight() as in_flight:
-        async for events in batches:
-            outgoing, valid, kinds = route_batch(events)
-            await in_flight.submit(deliver_and_ack(events, outgoing, valid, kinds))
+        async for received in batches:
+            outgoing, valid, kinds = route_batch(received.records)
+            await in_flight.submit(deliver_and_ack(received, outgoing, valid, kinds))
 
 
 def _header(out: Outgoing, name: str) -> str:

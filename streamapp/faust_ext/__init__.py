@@ -18,6 +18,8 @@ attribute where faust has one:
 ``topic_watch``           :class:`StreamConsumerThread`: fetch wait, topics
                           missing from metadata
 ``worker``                :class:`StreamWorker` (``Worker=``): no spinner
+``batches``               :func:`receive_batches`: an agent receives a
+                          fetch per partition, acks it as a unit
 ``boot``                  :class:`WaitingBootStrategy`: web first, then
                           :class:`WaitForKafka` before the producer
 ``monitor``               :class:`BatchedPrometheusMonitor` (``Monitor=``)
@@ -34,6 +36,13 @@ Example::
 
 from __future__ import annotations
 
+from streamapp.faust_ext.batches import (
+    Batch,
+    BatchReceiver,
+    Received,
+    Record,
+    receive_batches,
+)
 from streamapp.faust_ext.boot import WaitForKafka, WaitingBootStrategy
 from streamapp.faust_ext.consumer import START_OFFSETS_TIMEOUT, GaplessConsumer
 from streamapp.faust_ext.metadata import fetch_cluster
@@ -62,10 +71,14 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "TOPIC_WATCH_MAX_SECONDS",
     "TOPIC_WATCH_SECONDS",
+    "Batch",
+    "BatchReceiver",
     "BatchedPrometheusMonitor",
     "DurableProducer",
     "DurableTransport",
     "GaplessConsumer",
+    "Received",
+    "Record",
     "StreamApp",
     "StreamConsumerThread",
     "StreamWorker",
@@ -75,6 +88,7 @@ __all__ = [
     "fetch_cluster",
     "missing_topics",
     "publish_faust_sensor",
+    "receive_batches",
     "record_fields",
     "refresh_missing_topics",
     "unsupported_versions",

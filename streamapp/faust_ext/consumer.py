@@ -29,8 +29,11 @@ import aiokafka
 import aiokafka.errors
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types.tuples import ack_lock
 from mode import Service, ServiceT
+from mode.utils.futures import notify
 
+from streamapp.faust_ext.batches import Batch, BatchReceiver
 from streamapp.faust_ext.topic_watch import StreamConsumerThread
 
 __all__ = ["START_OFFSETS_TIMEOUT", "GaplessConsumer"]
@@ -76,6 +79,8 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         self.holes: dict[Any, tuple[int, float]] = {}
         #: tp -> first offset of an assigned partition nobody has committed yet.
         self.start_offsets: dict[Any, int] = {}
+        #: topic -> the agent receiving its records a batch at a time.
+        self.receivers: dict[str, BatchReceiver] = {}
 
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]
@@ -159,8 +164,110 @@ class GaplessConsumer(aiokafka_driver.Consumer):
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return StreamConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    # ------------------------------------------------------------ batch path
+    def add_receiver(self, receiver: BatchReceiver) -> None:
+        """Deliver the records of ``receiver.topics`` to it, a fetch at a time."""
+        for topic in receiver.topics:
+            self.receivers[topic] = receiver
+
+    def remove_receiver(self, receiver: BatchReceiver) -> None:
+        """Stop delivering to ``receiver``."""
+        for topic in receiver.topics:
+            if self.receivers.get(topic) is receiver:
+                del self.receivers[topic]
+
+    def ack_batch(self, batch: Batch) -> int:
+        """Ack every record of ``batch`` (what ``ack`` does per message).
+
+        Offsets below the committed offset or already acked are skipped, as
+        faust's ``Consumer.ack`` skips them; returns how many were new.
+        """
+        tp = batch.tp
+        new = 0
+        with ack_lock:
+            committed = self._committed_offset[tp]
+            acked_index = self._acked_index[tp]
+            acked = self._acked[tp]
+            for record in batch.records:
+                offset = record.offset
+                if (committed is None or offset >= committed) and (
+                    offset not in acked_index
+                ):
+                    acked_index.add(offset)
+                    acked.append(offset)
+                    new += 1
+            self._n_acked += new
+            notify(self._waiting_for_ack)
+        count_out = getattr(self.app.monitor, "count_batch_out", None)
+        if count_out is not None:
+            count_out(new)
+        return new
+
+    async def _deliver_batch(
+        self, receiver: BatchReceiver, tp: Any, records: list[Any], generation: int
+    ) -> bool:
+        """Queue the new records of one partition's fetch; False if a rebalance
+        overtook the delivery (the batch is stale: the seek owns the offsets)."""
+        read_offset = self._read_offset
+        committed = self._committed_offset[tp]
+        acked_index = self._acked_index[tp]
+        last = read_offset[tp]
+        fresh = [
+            record
+            for record in records
+            if not (
+                (
+                    last is not None
+                    and record.offset < last
+                    and (committed is None or record.offset < committed)
+                )
+                or record.offset in acked_index
+            )
+        ]
+        if fresh:
+            batch = Batch(tp, fresh, generation)
+            if self.suspend_flow.is_set():
+                await self.wait_first(receiver.put(batch), self.suspend_flow.wait())
+                return False
+            await receiver.put(batch)
+            if (
+                self.suspend_flow.is_set()
+                or self.app.consumer_generation_id != generation
+            ):
+                return False
+            count_in = getattr(self.app.monitor, "count_batch_in", None)
+            if count_in is not None:
+                count_in(tp, len(fresh), fresh[-1].offset)
+        read_offset[tp] = records[-1].offset
+        return True
+
+    async def _fetch(self, wait: float) -> tuple[Any, Any, int] | None:
+        """One fetch: ``(records by tp, active partitions, generation)`` or None.
+
+        What faust's ``getmany`` does before it yields messages (it has no
+        per-partition form): wait for the flow, fetch, and seek back when the
+        flow stopped meanwhile.
+        """
+        records, active = await self._wait_next_records(wait)
+        generation = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return None
+        if not self.flow_active:
+            try:
+                await self.perform_seek()
+            except Exception as exc:
+                self.log.warning(
+                    "exception performing seek when flow not active %r", exc
+                )
+            return None
+        return records, active, generation
+
     async def _drain_messages(self, fetcher: ServiceT) -> None:
-        """Hand every fetched message to the conductor, without a task per message.
+        """Hand every fetched message on, without a task per message.
+
+        The records of a topic with a batch receiver (:func:`receive_batches`) go
+        to it a partition's fetch at a time (:meth:`_deliver_batch`); every other
+        record goes to faust's conductor one message at a time, as in faust.
 
         faust-streaming 0.15.3 delivers each message with
         ``await self.wait_first(callback(message), self.suspend_flow.wait())``: four
@@ -189,68 +296,47 @@ class GaplessConsumer(aiokafka_driver.Consumer):
 
         Everything else is faust's loop: read offsets, gaps, ``commit_every``.
         """
-        callback = self.callback
         app = self.app
         # mode.Service has ``should_stop`` (also true while stopping) but no public
         # view of the stopped event that faust's loop tests.
         stopped = cast(Service, self)._stopped.is_set  # noqa: SLF001
         fetcher_stopped = cast(Service, fetcher)._stopped.is_set  # noqa: SLF001
-        suspended = self.suspend_flow.is_set
-        read_offset = self._read_offset
-        acked_index = self._acked_index
         commit_every = self._commit_every
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        since_yield = 0
+        receivers = self.receivers
         try:
             while not (stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
-                records = self.getmany(timeout=1.0)
+                fetched = await self._fetch(wait=1.0)
                 await self.sleep(0)
-                if not self.should_stop:
-                    async for tp, message in records:
-                        since_yield += 1
-                        if since_yield > _YIELD_EVERY:
-                            await asyncio.sleep(0)
-                            since_yield = 0
-                        offset = message.offset
-                        last = read_offset[tp]
-                        if last is not None and offset < last:
-                            committed = self._committed_offset[tp]
-                            if committed is None or offset < committed:
-                                continue  # committed: faust drops it too
-                            # Below the read offset but not committed: a fetch from
-                            # a seek that has not updated the read offsets yet.
-                            # Deliver it unless it was processed already (below).
-                        if offset in acked_index[tp]:
-                            continue  # acked (processed), not yet committed
-                        if (
-                            last
-                            and offset - last > 1
-                            and acks_enabled_for(message.topic)
-                            and self._is_changelog_tp(tp)
+                if fetched is not None and not self.should_stop:
+                    records, active, generation = fetched
+                    single: dict[Any, Any] = {}
+                    for tp, tp_records in records.items():
+                        if not (
+                            active is None
+                            or tp in active
+                            or tp in self._buffered_partitions
                         ):
-                            # Compacted changelogs skip offsets legitimately. In a
-                            # pipeline topic a jump means records were skipped: no
-                            # gap (faust would commit over it); the hole holds the
-                            # commit back and agents.heal reads it again.
-                            await self._add_gap(tp, last + 1, offset)
+                            continue
+                        receiver = receivers.get(tp.topic)
+                        if receiver is None:
+                            single[tp] = tp_records
+                            continue
+                        if not self.flow_active or (
+                            app.consumer_generation_id != generation
+                        ):
+                            break
+                        app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                        if not await self._deliver_batch(
+                            receiver, tp, tp_records, generation
+                        ):
+                            break
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        if suspended():
-                            await self.wait_first(
-                                callback(message), self.suspend_flow.wait()
-                            )
-                        else:
-                            generation = app.consumer_generation_id
-                            await callback(message)
-                            if suspended() or app.consumer_generation_id != generation:
-                                # A rebalance began while the delivery waited (full
-                                # buffer, flow control). The batch is stale and the
-                                # rebalance seeks every partition back to its
-                                # committed offset: that seek owns the read offsets.
-                                break
-                        read_offset[tp] = offset
+                    else:
+                        if single:
+                            await self._deliver_singly(single, generation)
                     self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -267,3 +353,60 @@ class GaplessConsumer(aiokafka_driver.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _deliver_singly(self, records: Any, generation: int) -> None:
+        """faust's per-message delivery of ``records`` (round robin over tps)."""
+        callback = self.callback
+        app = self.app
+        suspended = self.suspend_flow.is_set
+        read_offset = self._read_offset
+        acked_index = self._acked_index
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        to_message = self._to_message
+        since_yield = 0
+        for tp, record in self.scheduler.iterate(records):
+            if not self.flow_active or app.consumer_generation_id != generation:
+                break
+            app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            message = to_message(tp, record)
+            since_yield += 1
+            if since_yield > _YIELD_EVERY:
+                await asyncio.sleep(0)
+                since_yield = 0
+            offset = message.offset
+            last = read_offset[tp]
+            if last is not None and offset < last:
+                committed = self._committed_offset[tp]
+                if committed is None or offset < committed:
+                    continue  # committed: faust drops it too
+                # Below the read offset but not committed: a fetch from a seek
+                # that has not updated the read offsets yet. Deliver it unless it
+                # was processed already (below).
+            if offset in acked_index[tp]:
+                continue  # acked (processed), not yet committed
+            if (
+                last
+                and offset - last > 1
+                and acks_enabled_for(message.topic)
+                and self._is_changelog_tp(tp)
+            ):
+                # Compacted changelogs skip offsets legitimately. In a pipeline
+                # topic a jump means records were skipped: no gap (faust would
+                # commit over it); the hole holds the commit back and agents.heal
+                # reads it again.
+                await self._add_gap(tp, last + 1, offset)
+            if commit_every is not None and self._n_acked >= commit_every:
+                self._n_acked = 0
+                await self.commit()
+            if suspended():
+                await self.wait_first(callback(message), self.suspend_flow.wait())
+            else:
+                await callback(message)
+                if suspended() or app.consumer_generation_id != generation:
+                    # A rebalance began while the delivery waited (full buffer,
+                    # flow control). The batch is stale and the rebalance seeks
+                    # every partition back to its committed offset: that seek
+                    # owns the read offsets.
+                    break
+            read_offset[tp] = offset

@@ -44,6 +44,7 @@ class BatchedPrometheusMonitor(PrometheusMonitor):
         self._read_offsets: dict[TP, int] = {}
         self._end_offsets: dict[TP, int] = {}
         self._events: dict[StreamT, int] = {}
+        self._batch_events: dict[str, int] = {}
         self._out = 0
 
     def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
@@ -51,6 +52,18 @@ class BatchedPrometheusMonitor(PrometheusMonitor):
         received = self._received
         received[tp] = received.get(tp, 0) + 1
         self._read_offsets[tp] = offset
+
+    def count_batch_in(self, tp: TP, count: int, last_offset: int) -> None:
+        """Count a batch handed to an agent by the batch path (one stream event
+        each, as ``on_message_in`` plus ``on_stream_event_in`` would)."""
+        received = self._received
+        received[tp] = received.get(tp, 0) + count
+        self._read_offsets[tp] = last_offset
+        self._batch_events[tp.topic] = self._batch_events.get(tp.topic, 0) + count
+
+    def count_batch_out(self, count: int) -> None:
+        """Count records acked by the batch path."""
+        self._out += count
 
     def track_tp_end_offset(self, tp: TP, offset: int) -> None:
         """Note a partition's end offset (faust calls this for every record)."""
@@ -86,6 +99,7 @@ class BatchedPrometheusMonitor(PrometheusMonitor):
         offsets, self._read_offsets = self._read_offsets, {}
         ends, self._end_offsets = self._end_offsets, {}
         events, self._events = self._events, {}
+        batch_events, self._batch_events = self._batch_events, {}
         out, self._out = self._out, 0
         metrics = self._metrics
         for tp, n in received.items():
@@ -108,6 +122,13 @@ class BatchedPrometheusMonitor(PrometheusMonitor):
             metrics.total_events.inc(n)
             metrics.total_events_per_stream.labels(
                 stream=f"stream.{self._stream_label(stream)}.events"
+            ).inc(n)
+        for topic, n in batch_events.items():
+            self.events_total += n
+            self.events_by_stream[f"batches.{topic}"] += n
+            metrics.total_events.inc(n)
+            metrics.total_events_per_stream.labels(
+                stream=f"stream.batches.{topic}.events"
             ).inc(n)
         if out:
             self.messages_active -= out

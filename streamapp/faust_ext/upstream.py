@@ -44,6 +44,18 @@ UPSTREAM_SOURCES: Mapping[str, tuple[str, str]] = {
         "4b168d84882a70d6",
         "drops a batch when a rebalance begins (perform_seek relies on it)",
     ),
+    "faust.transport.consumer:Consumer._wait_next_records": (
+        "6218e1969a636b3f",
+        "called by GaplessConsumer._fetch (getmany's fetch, per partition)",
+    ),
+    "faust.transport.drivers.aiokafka:Consumer._to_message": (
+        "7c24f6511b2fcef7",
+        "called for records of topics without a batch receiver",
+    ),
+    "faust.transport.drivers.aiokafka:Consumer.highwater": (
+        "f52cb0d26a713c3a",
+        "called per partition fetch",
+    ),
     "faust.transport.consumer:Consumer._add_gap": (
         "4df2573ded7c1c2c",
         "called by the drain loop",

@@ -28,7 +28,7 @@ from streamapp.sinks import (
     quake_row_from_json,
 )
 from streamapp.stats import stats
-from tests.support.sinks import FakeEvent, FakeMessage, real_quakes
+from tests.support.sinks import FakeMessage, FakeReceived, real_quakes
 
 pytestmark = pytest.mark.integration
 
@@ -515,17 +515,18 @@ async def test_store_quake_batch_against_the_database(
         del row["kafka_partition"], row["kafka_offset"]
         return bytes(Quake(**row).dumps())
 
-    events = [
-        FakeEvent(FakeMessage("clean", 1, 10, b"ak1", value("ak1")), acked),
-        FakeEvent(
-            FakeMessage("clean", 1, 11, b"ak2", value("ak2", depth=-50.0)), acked
-        ),
-        FakeEvent(FakeMessage("clean", 1, 12, b"ak3", b"\x00garbage"), acked),
-        FakeEvent(FakeMessage("clean", 1, 13, b"ak4", value("ak4", minutes=3)), acked),
-    ]
+    received = FakeReceived(
+        [
+            FakeMessage("clean", 1, 10, b"ak1", value("ak1")),
+            FakeMessage("clean", 1, 11, b"ak2", value("ak2", depth=-50.0)),
+            FakeMessage("clean", 1, 12, b"ak3", b"\x00garbage"),
+            FakeMessage("clean", 1, 13, b"ak4", value("ak4", minutes=3)),
+        ],
+        acked,
+    )
     sink = QuakeSink(schema_settings)
     try:
-        stored = await store.store_quake_batch(events, sink)  # type: ignore[arg-type]
+        stored = await store.store_quake_batch(received, sink)  # type: ignore[arg-type]
     finally:
         sink.close()
     assert stored == 2

@@ -1,7 +1,9 @@
 """Stand-ins and data for the sink tests: Kafka events of the agents, real quakes.
 
-* :class:`FakeMessage` / :class:`FakeEvent`: what ``agents.store`` reads of a Faust
-  event (topic, partition, offset, key, value) and its ``ack()``;
+* :class:`FakeMessage` / :class:`FakeEvent`: what an agent reads of a Faust event
+  (topic, partition, offset, key, value) and its ``ack()``;
+* :class:`FakeReceived`: what ``agents.store`` receives (a batch of records of
+  that shape, acked as a unit);
 * :func:`real_quakes`: every feature of the USGS captures as a validated ``Quake``.
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 from models.validation import validate_raw
 from tests.support.paths import FIXTURES
 
-__all__ = ["FakeEvent", "FakeMessage", "real_quakes"]
+__all__ = ["FakeEvent", "FakeMessage", "FakeReceived", "real_quakes"]
 
 
 @dataclass
@@ -42,6 +44,21 @@ class FakeEvent:
     def ack(self) -> bool:
         self.acked.append(self.message.offset)
         return True
+
+
+@dataclass
+class FakeReceived:
+    """A received batch: its records, and the offsets :meth:`ack` acked."""
+
+    records: list[FakeMessage]
+    acked: list[int]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def ack(self) -> int:
+        self.acked.extend(record.offset for record in self.records)
+        return len(self.records)
 
 
 def real_quakes() -> list[Any]:

@@ -11,7 +11,7 @@ import pytest
 from models.records import DeadLetter, Quake
 from streamapp.exceptions import InvalidRecord
 from streamapp.sinks import Item, Rejected
-from tests.support.sinks import FakeEvent, FakeMessage
+from tests.support.sinks import FakeMessage, FakeReceived
 
 T0 = datetime(2024, 5, 31, 12, 0, tzinfo=UTC)
 
@@ -39,7 +39,7 @@ class ScriptedSink:
         return [
             Rejected(item, "new row violates check constraint", "23514")
             for item in batch
-            if item.ref.message.offset in self.refuse
+            if item.ref.offset in self.refuse
         ]
 
 
@@ -72,13 +72,13 @@ async def test_store_quake_batch_acks_after_commit_and_dead_letters(
 
     monkeypatch.setattr(store, "deliver", fake_deliver)
     events = [
-        FakeEvent(FakeMessage("clean", 2, 10, b"a", _quake_bytes("a")), acked),
-        FakeEvent(FakeMessage("clean", 2, 11, b"b", _quake_bytes("b")), acked),
-        FakeEvent(FakeMessage("clean", 2, 12, b"c", b"{not a quake"), acked),
-        FakeEvent(FakeMessage("clean", 2, 13, b"d", None), acked),
+        FakeMessage("clean", 2, 10, b"a", _quake_bytes("a")),
+        FakeMessage("clean", 2, 11, b"b", _quake_bytes("b")),
+        FakeMessage("clean", 2, 12, b"c", b"{not a quake"),
+        FakeMessage("clean", 2, 13, b"d", None),
     ]
     sink = ScriptedSink(refuse={11})
-    stored = await store.store_quake_batch(events, sink)  # type: ignore[arg-type]
+    stored = await store.store_quake_batch(FakeReceived(events, acked), sink)  # type: ignore[arg-type]
     assert stored == 1
     assert acked == [10, 11, 12, 13]
     kinds = sorted(dict(m.headers)["error.kind"].decode() for m in sent)
@@ -99,7 +99,7 @@ async def test_store_quake_batch_sets_lineage() -> None:
 
     acked: list[int] = []
     sink = ScriptedSink()
-    events = [FakeEvent(FakeMessage("clean", 3, 99, b"a", _quake_bytes("a")), acked)]
+    events = [FakeMessage("clean", 3, 99, b"a", _quake_bytes("a"))]
     flushed: list[Item] = []
     original = sink.flush
 
@@ -108,7 +108,7 @@ async def test_store_quake_batch_sets_lineage() -> None:
         return await original()
 
     sink.flush = capture  # type: ignore[method-assign]
-    await store.store_quake_batch(events, sink)  # type: ignore[arg-type]
+    await store.store_quake_batch(FakeReceived(events, acked), sink)  # type: ignore[arg-type]
     assert flushed[0].row["kafka_partition"] == 3
     assert flushed[0].row["kafka_offset"] == 99
     assert flushed[0].row["id"] == "a"
@@ -119,9 +119,11 @@ async def test_store_quake_batch_acks_nothing_when_the_write_fails() -> None:
     from agents import store
 
     acked: list[int] = []
-    events = [FakeEvent(FakeMessage("clean", 0, 1, b"a", _quake_bytes("a")), acked)]
+    events = [FakeMessage("clean", 0, 1, b"a", _quake_bytes("a"))]
     with pytest.raises(RuntimeError):
-        await store.store_quake_batch(events, ScriptedSink(fail=True))  # type: ignore[arg-type]
+        await store.store_quake_batch(
+            FakeReceived(events, acked), ScriptedSink(fail=True)
+        )  # type: ignore[arg-type]
     assert acked == []
 
 
@@ -133,8 +135,8 @@ async def test_store_dead_letter_batch_stores_undecodable_letters_too() -> None:
     )
     acked: list[int] = []
     events = [
-        FakeEvent(FakeMessage("dlq", 0, 0, b"k", bytes(letter.dumps())), acked),
-        FakeEvent(FakeMessage("dlq", 0, 1, None, b"garbage"), acked),
+        FakeMessage("dlq", 0, 0, b"k", bytes(letter.dumps())),
+        FakeMessage("dlq", 0, 1, None, b"garbage"),
     ]
     sink = ScriptedSink()
     seen: list[Item] = []
@@ -145,7 +147,7 @@ async def test_store_dead_letter_batch_stores_undecodable_letters_too() -> None:
         return await original()
 
     sink.flush = capture  # type: ignore[method-assign]
-    stored = await store.store_dead_letter_batch(events, sink)  # type: ignore[arg-type]
+    stored = await store.store_dead_letter_batch(FakeReceived(events, acked), sink)  # type: ignore[arg-type]
     assert stored == 2
     assert acked == [0, 1]
     first, second = (item.row for item in seen)
@@ -170,7 +172,7 @@ async def test_store_dead_letter_batch_falls_back_to_a_minimal_row() -> None:
 
     letter = DeadLetter.build(b"x", None, "raw", 0, 1, InvalidRecord("schema", "m"))
     acked: list[int] = []
-    events = [FakeEvent(FakeMessage("dlq", 0, 4, None, bytes(letter.dumps())), acked)]
+    events = [FakeMessage("dlq", 0, 4, None, bytes(letter.dumps()))]
 
     class RefuseOnce(ScriptedSink):
         async def flush(self) -> list[Rejected]:
@@ -185,7 +187,7 @@ async def test_store_dead_letter_batch_falls_back_to_a_minimal_row() -> None:
             return []
 
     sink = RefuseOnce()
-    assert await store.store_dead_letter_batch(events, sink) == 1  # type: ignore[arg-type]
+    assert await store.store_dead_letter_batch(FakeReceived(events, acked), sink) == 1  # type: ignore[arg-type]
     assert sink.stored[0].row["error_detail"] is None
     assert sink.stored[0].row["payload"] == b"x"
     assert acked == [4]

@@ -15,6 +15,7 @@ from models.records import DeadLetter, Quake
 from streamapp.delivery import Outgoing
 from streamapp.stats import stats
 from streamapp.topics import clean_topic, dead_letter_topic
+from tests.support.sinks import FakeMessage, FakeReceived
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "usgs"
 
@@ -107,7 +108,7 @@ async def test_agent_does_not_ack_when_delivery_fails(
     monkeypatch: pytest.MonkeyPatch, feature: dict[str, Any]
 ) -> None:
     """If Kafka never takes the output, the input event must not be acked."""
-    acked: list[Any] = []
+    acked: list[int] = []
     calls = 0
 
     async def failing_deliver(messages: list[Outgoing]) -> int:
@@ -117,20 +118,9 @@ async def test_agent_does_not_ack_when_delivery_fails(
 
     monkeypatch.setattr(validate_module, "deliver", failing_deliver)
 
-    class FakeEvent:
-        def __init__(self) -> None:
-            self.value = envelope(feature)
-            self.key = b"k"
-            self.message = type(
-                "M", (), {"topic": "raw", "partition": 0, "offset": 1}
-            )()
-
-        def ack(self) -> bool:
-            acked.append(self)
-            return True
-
+    received = FakeReceived([FakeMessage("raw", 0, 1, b"k", envelope(feature))], acked)
     with pytest.raises(RuntimeError):
-        await validate_module.forward([FakeEvent()])  # type: ignore[list-item]
+        await validate_module.forward(received)  # type: ignore[arg-type]
     assert calls == 1
     assert acked == []
 

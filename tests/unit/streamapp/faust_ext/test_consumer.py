@@ -80,7 +80,7 @@ class _Fetcher:
 
 
 def _message(offset: int, topic: str = "raw") -> SimpleNamespace:
-    return SimpleNamespace(offset=offset, topic=topic)
+    return SimpleNamespace(offset=offset, topic=topic, partition=0)
 
 
 def drain_once(
@@ -93,10 +93,10 @@ def drain_once(
     delivered: list[int] = []
     waits: list[str] = []
 
-    async def getmany(timeout: float) -> Any:  # noqa: ASYNC109 - faust's signature
-        for message in batch:
-            yield TOPIC_PARTITION, message
+    async def fetch(wait: float) -> Any:
         fetcher._stopped.flag = True
+        generation = consumer.app.consumer_generation_id
+        return {TOPIC_PARTITION: batch}, None, generation
 
     async def callback(message: Any) -> None:
         delivered.append(message.offset)
@@ -107,12 +107,21 @@ def drain_once(
             other.close()  # the suspend_flow.wait() coroutine
         await coros[0]
 
-    monkeypatch.setattr(consumer, "getmany", getmany)
+    patch_fetch(consumer, monkeypatch, fetch)
     monkeypatch.setattr(consumer, "callback", callback)
     monkeypatch.setattr(consumer, "wait_first", wait_first)
     monkeypatch.setattr(consumer, "_commit_every", None)
     asyncio.run(consumer._drain_messages(fetcher))  # type: ignore[arg-type]
     return delivered, waits
+
+
+def patch_fetch(
+    consumer: GaplessConsumer, monkeypatch: pytest.MonkeyPatch, fetch: Any
+) -> None:
+    """Fetches from ``fetch``; records stand in for faust's messages as they are."""
+    monkeypatch.setattr(consumer, "_fetch", fetch)
+    monkeypatch.setattr(consumer, "_to_message", lambda tp, record: record)
+    monkeypatch.setattr(consumer, "highwater", lambda tp: 0)
 
 
 def test_drain_delivers_in_order_without_a_task_per_message(
@@ -199,14 +208,14 @@ def test_a_delivery_overtaken_by_a_rebalance_leaves_the_read_offset_to_the_seek(
     delivered: list[int] = []
     calls = 0
 
-    async def getmany(timeout: float) -> Any:  # noqa: ASYNC109 - faust's signature
+    async def fetch(wait: float) -> Any:
         nonlocal calls
         calls += 1
         if calls > 1:  # after the break: stop the loop (the real fetch would
             fetcher._stopped.flag = True  # resume at the seek's offset)
-            return
-        for offset in (1437, 1438, 1439):
-            yield TOPIC_PARTITION, _message(offset)
+            return None
+        records = [_message(offset) for offset in (1437, 1438, 1439)]
+        return {TOPIC_PARTITION: records}, None, generation
 
     async def callback(message: Any) -> None:
         delivered.append(message.offset)
@@ -215,7 +224,7 @@ def test_a_delivery_overtaken_by_a_rebalance_leaves_the_read_offset_to_the_seek(
             monkeypatch.setattr(app_, "consumer_generation_id", generation + 1)
             consumer._read_offset[TOPIC_PARTITION] = 1243
 
-    monkeypatch.setattr(consumer, "getmany", getmany)
+    patch_fetch(consumer, monkeypatch, fetch)
     monkeypatch.setattr(consumer, "callback", callback)
     monkeypatch.setattr(consumer, "_commit_every", None)
     asyncio.run(consumer._drain_messages(fetcher))  # type: ignore[arg-type]
