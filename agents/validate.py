@@ -9,7 +9,7 @@ from typing import Any
 from faust.types import StreamT
 
 from models.records import DeadLetter
-from models.validation import validate_raw
+from models.validation import validate_raw_json
 from streamapp.app import app, settings
 from streamapp.delivery import Outgoing, deliver
 from streamapp.exceptions import InvalidRecord
@@ -42,7 +42,7 @@ def route(
     event keyed by its id, or a dead letter carrying the original bytes and reason.
     """
     try:
-        quake = validate_raw(
+        event_id, clean = validate_raw_json(
             value,
             max_bytes=settings.max_message_bytes,
             max_depth=settings.max_json_depth,
@@ -58,7 +58,7 @@ def route(
         return False, Outgoing(
             dead_letter_topic, letter_key, letter.dumps(), headers=letter.headers()
         )
-    return True, Outgoing(clean_topic, quake.id.encode("utf-8"), quake.dumps())
+    return True, Outgoing(clean_topic, event_id.encode("utf-8"), clean)
 
 
 def route_batch(records: Sequence[Record]) -> tuple[list[Outgoing], int, list[str]]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import orjson
 
 from streamapp.exceptions import InvalidRecord
 from streamapp.faust_ext.records import record_fields
@@ -22,6 +24,7 @@ __all__ = [
     "DeadLetter",
     "Quake",
     "dead_letter_size_bound",
+    "quake_json",
 ]
 
 #: Payloads up to this many bytes are kept whole in a dead letter. Real features are
@@ -101,6 +104,85 @@ class Quake(faust.Record, serializer="json", coerce=True):
 #: ``Quake`` field names in declaration order: the clean event's columns everywhere
 #: (the sink's statement, the read API, the replay frames).
 QUAKE_FIELDS: tuple[str, ...] = record_fields(Quake)
+
+#: The exact Python type of each ``Quake`` field after coercion.
+_QUAKE_TYPES: dict[str, type] = {
+    "id": str,
+    "time": datetime,
+    "updated": datetime,
+    "longitude": float,
+    "latitude": float,
+    "depth": float,
+    "magnitude": float,
+    "mag_type": str,
+    "place": str,
+    "status": str,
+    "event_type": str,
+    "tsunami": bool,
+    "significance": int,
+    "url": str,
+    "felt": int,
+    "cdi": float,
+    "mmi": float,
+    "alert": str,
+    "net": str,
+    "code": str,
+    "title": str,
+    "fetched_at": datetime,
+    "source_url": str,
+    "raw_partition": int,
+    "raw_offset": int,
+}
+_QUAKE_REQUIRED = frozenset(("id", "time", "updated", "longitude", "latitude", "depth"))
+#: What faust writes after a Record's fields (``Record.dumps``, metadata on).
+_QUAKE_META = {"ns": f"{Quake.__module__}.{Quake.__qualname__}"}
+#: faust-streaming's orjson options (``faust.utils.json.dumps``).
+_FAUST_JSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+#: Integers orjson writes (faust's encoder refuses larger ones).
+_INT_MIN = -9_223_372_036_854_775_808  # -(2**63)
+_INT_MAX = 18_446_744_073_709_551_615  # 2**64 - 1
+
+
+def _plain(kind: type, value: Any) -> bool:
+    """Whether faust writes ``value`` as orjson does by default."""
+    if kind is datetime:
+        return bool(value.tzinfo is UTC)
+    if kind is int:
+        return bool(_INT_MIN <= value <= _INT_MAX)
+    return True
+
+
+def quake_json(
+    fields: Mapping[str, Any], *, partition: int | None, offset: int | None
+) -> bytes | None:
+    """``Quake(**fields, raw_partition=..., raw_offset=...).dumps()`` without the
+    Record, for fields that already have their coerced types; else None.
+
+    None means "build the Record" (it coerces, or raises): an int where a float
+    belongs, a non-UTC datetime, a missing required field, an unknown field.
+    The bytes are identical to the Record's (a property test checks every
+    captured feature and generated ones).
+    """
+    values: dict[str, Any] = {
+        **fields,
+        "raw_partition": partition,
+        "raw_offset": offset,
+    }
+    if not _QUAKE_REQUIRED.issubset(values) or not set(values).issubset(_QUAKE_TYPES):
+        return None
+    doc: dict[str, Any] = {}
+    for name in QUAKE_FIELDS:
+        value: Any = values.get(name)
+        if value is not None:
+            kind = _QUAKE_TYPES[name]
+            if type(value) is not kind or not _plain(kind, value):
+                return None
+        doc[name] = value
+    doc["__faust"] = _QUAKE_META
+    try:
+        return orjson.dumps(doc, option=_FAUST_JSON)
+    except (orjson.JSONEncodeError, TypeError):
+        return None
 
 
 def _encode_capped(data: bytes, keep_bytes: int) -> tuple[str, dict[str, Any] | None]:

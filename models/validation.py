@@ -10,11 +10,17 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from models.records import Quake
+from models.records import Quake, quake_json
 from models.schema import ENVELOPE_SCHEMA, fast_load_envelope, json_type
 from streamapp.exceptions import InvalidRecord
 
-__all__ = ["ERROR_KINDS", "error_kinds", "json_depth_exceeds", "validate_raw"]
+__all__ = [
+    "ERROR_KINDS",
+    "error_kinds",
+    "json_depth_exceeds",
+    "validate_raw",
+    "validate_raw_json",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -199,25 +205,63 @@ def validate_raw(
     Raises only ``InvalidRecord``, whatever the input.
     """
     try:
-        if value is None:
-            raise InvalidRecord("empty", "message value is null (tombstone)", {})
-        data = _as_bytes(value)
-        if not data:
-            raise InvalidRecord("empty", "message value is empty", {})
-        if len(data) > max_bytes:
-            raise InvalidRecord(
-                "too_large",
-                f"message is {len(data)} bytes, more than {max_bytes}",
-                {"size": len(data), "max_bytes": max_bytes},
-            )
-        fields = _envelope_fields(_decode_json(data, max_depth))
+        fields = _checked_fields(value, max_bytes=max_bytes, max_depth=max_depth)
         return Quake(**fields, raw_partition=partition, raw_offset=offset)
     except InvalidRecord:
         raise
     except Exception as exc:  # a validator bug must not crash the agent
-        logger.exception("validator failed unexpectedly on a raw message")
+        raise _internal_error(exc) from exc
+
+
+def _checked_fields(
+    value: bytes | None, *, max_bytes: int, max_depth: int
+) -> dict[str, Any]:
+    """The envelope's ``Quake`` fields, after every check of :func:`validate_raw`."""
+    if value is None:
+        raise InvalidRecord("empty", "message value is null (tombstone)", {})
+    data = _as_bytes(value)
+    if not data:
+        raise InvalidRecord("empty", "message value is empty", {})
+    if len(data) > max_bytes:
         raise InvalidRecord(
-            "schema",
-            f"internal validator error: {type(exc).__name__}",
-            {"_schema": [f"Internal validator error: {type(exc).__name__}."]},
-        ) from exc
+            "too_large",
+            f"message is {len(data)} bytes, more than {max_bytes}",
+            {"size": len(data), "max_bytes": max_bytes},
+        )
+    return _envelope_fields(_decode_json(data, max_depth))
+
+
+def _internal_error(exc: Exception) -> InvalidRecord:
+    logger.exception("validator failed unexpectedly on a raw message")
+    return InvalidRecord(
+        "schema",
+        f"internal validator error: {type(exc).__name__}",
+        {"_schema": [f"Internal validator error: {type(exc).__name__}."]},
+    )
+
+
+def validate_raw_json(
+    value: bytes | None,
+    *,
+    max_bytes: int,
+    max_depth: int,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> tuple[str, bytes]:
+    """:func:`validate_raw`, returning the event id and the clean topic's value.
+
+    The same checks and errors; the value is the bytes ``Quake.dumps()`` writes,
+    built without the Record where the fields already have their coerced types
+    (:func:`models.records.quake_json`), else by the Record.
+    """
+    try:
+        fields = _checked_fields(value, max_bytes=max_bytes, max_depth=max_depth)
+        data = quake_json(fields, partition=partition, offset=offset)
+        if data is not None:
+            return fields["id"], data
+        quake = Quake(**fields, raw_partition=partition, raw_offset=offset)
+        return quake.id, quake.dumps()
+    except InvalidRecord:
+        raise
+    except Exception as exc:  # a validator bug must not crash the agent
+        raise _internal_error(exc) from exc
