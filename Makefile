@@ -18,7 +18,7 @@ STACK := $(PY) -m devstack
 PYTEST_ARGS ?=
 
 .PHONY: help venv jars browser up down status run test lint clean distclean \
-	notebook notebook-run bench bench-quick chaos
+	notebook notebook-run bench bench-quick chaos wheelhouse standins docker-engine docker-test
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -96,6 +96,24 @@ bench: $(BENCH_STAMP) up ## full benchmark (N=200,000 + latency); writes docs/be
 
 bench-quick: $(BENCH_STAMP) up ## quick benchmark (N=20,000, < 2 min); JSON in bench/results/
 	$(PY) -m bench.run --quick $(BENCH_ARGS)
+
+# ---------------------------------------------------------------- docker
+# `make docker-test` needs a Docker engine with the Compose v2 plugin; it never
+# installs or starts one (.ci/run does, in CI). STANDINS=1 swaps the third-party
+# images for local builds (docker/build-standins.sh) so nothing is pulled.
+STANDINS ?=
+
+wheelhouse: venv ## every wheel the image installs, in ./wheelhouse (docker build --build-arg OFFLINE=1)
+	docker/wheelhouse.sh $(PY)
+
+docker-engine:
+	@docker/engine.sh check
+
+standins: docker-engine jars ## build the stand-in images (Debian packages + stack/lib jars) CI uses instead of pulls
+	docker/build-standins.sh
+
+docker-test: docker-engine venv wheelhouse $(if $(filter 1,$(STANDINS)),standins) ## build the image, run the compose files for real (STANDINS=1: no pulls)
+	STREAMAPP_DOCKER_TEST=1 STREAMAPP_DOCKER_STANDINS=$(STANDINS) $(PY) -m pytest tests/docker $(PYTEST_ARGS)
 
 lint: venv ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
