@@ -16,7 +16,7 @@ from pathlib import Path
 
 from devstack.jvm import JavaService, java_classpath, render_properties
 from devstack.paths import StackPaths
-from devstack.process import Echo, failure
+from devstack.process import Echo, failure, read_pid
 from devstack.zookeeper import parse_zookeeper_connect
 from streamapp.exceptions import ConfigError
 from streamapp.settings import Settings
@@ -313,6 +313,21 @@ class Kafka(JavaService):
         self.conf.write_text(conf)
         if self.mode == "kraft":
             self._kraft_format(java)
+
+    def explain_crash_wait(self) -> None:
+        """Say why a KRaft node that died without ``down`` takes longer to start.
+
+        Its pid file is still there (``down`` and a failed start remove it). The
+        restarted controller keeps the dead node's registration for
+        ``broker.session.timeout.ms`` (Kafka's default 9 s) and refuses the new one
+        until then; the node retries by itself.
+        """
+        dead = read_pid(self.paths.pid(self.name))
+        if dead is not None:
+            self.echo(
+                f"kafka: the last node (pid {dead}) stopped without `make down`; "
+                "it registers again once its 9 s broker session has expired"
+            )
 
     def launch(self, java: str) -> subprocess.Popen[bytes]:
         heap = shlex.split(self.settings.kafka_heap_opts)

@@ -202,6 +202,8 @@ class Stack:
             if self.mode == "zookeeper":
                 # A killed broker's registration would make this one die (NodeExists).
                 self.zookeeper.forget_crashed_broker()
+            else:
+                kafka.explain_crash_wait()
             proc = kafka.launch(java)
             run.started = True
         kafka.wait(proc, kafka.answers)

@@ -277,7 +277,8 @@ def test_zookeeper_mode_up_after_a_sigkilled_broker(alt_stack: AltStack) -> None
 
 
 def test_kraft_mode_up_after_a_sigkilled_node(alt_stack: AltStack) -> None:
-    _, took = up_after_crash(alt_stack, "kraft")
+    stdout, took = up_after_crash(alt_stack, "kraft")
+    assert "stopped without `make down`" in stdout
     assert took < 60
     small_roundtrip(alt_stack, "kraft_crash")
 

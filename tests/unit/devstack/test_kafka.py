@@ -197,3 +197,18 @@ def test_running_mode_of_a_process_without_our_conf_is_the_configured_one(
     kafka = Kafka(StackPaths(tmp_path), print, 1.0, alt_settings(), "kraft")
     assert kafka.running_mode(1) == "kraft"
     assert kafka.pid() is None
+
+
+def test_a_kraft_node_that_died_is_explained(tmp_path: Path) -> None:
+    paths = StackPaths(tmp_path)
+    paths.prepare()
+    lines: list[str] = []
+    kafka = Kafka(paths, lines.append, 1.0, alt_settings(), "kraft")
+    kafka.explain_crash_wait()
+    assert lines == []  # never started, or stopped by down: no pid file
+    paths.pid("kafka").write_text("4242\n")
+    kafka.explain_crash_wait()
+    assert lines == [
+        "kafka: the last node (pid 4242) stopped without `make down`; "
+        "it registers again once its 9 s broker session has expired"
+    ]
