@@ -162,31 +162,28 @@ class WaitForKafka(Service):
 
     async def on_start(self) -> None:
         """Hold the services after this one (producer, consumer) until Kafka answers."""
-        try:
-            await self.wait_for_broker()
-        except KafkaUnavailable as exc:
-            failure: KafkaUnavailable | None = exc
-        else:
-            failure = None
-        if failure is not None:  # outside the except block: no traceback to log
-            await self._stop_worker(failure)
+        await self._stop_on_limit(self.wait_for_broker())
 
     @Service.task
     async def _watch(self) -> None:
         """Check the broker while the worker runs; stop past the limit."""
         while not self.should_stop:
             await self.sleep(self.watch_seconds)
-            if self.should_stop:
+            if self.should_stop or await self._stop_on_limit(self._answers()):
                 return
-            try:
-                await self._answers()
-            except KafkaUnavailable as exc:
-                failure: KafkaUnavailable | None = exc
-            else:
-                failure = None
-            if failure is not None:
-                await self._stop_worker(failure)
-                return
+
+    async def _stop_on_limit(self, check: Awaitable[Any]) -> bool:
+        """Await ``check``; past the limit stop the worker and return True."""
+        try:
+            await check
+        except KafkaUnavailable as exc:
+            failure: KafkaUnavailable | None = exc
+        else:
+            failure = None
+        if failure is None:
+            return False
+        await self._stop_worker(failure)  # outside the except block: no traceback
+        return True
 
     async def _stop_worker(self, exc: KafkaUnavailable) -> None:
         log.critical("streamapp: %s; stopping the worker", exc)
