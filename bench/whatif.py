@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 CHANGES = (
@@ -60,7 +61,7 @@ def apply(names: list[str]) -> None:
     if "no_prometheus" in names:
         from faust.sensors import Monitor
 
-        app.conf.Monitor = Monitor
+        app.conf.Monitor = Monitor  # type: ignore[assignment]
 
     if "no_compression" in names:
         app.conf.producer_compression_type = None  # type: ignore[assignment]
@@ -112,6 +113,8 @@ def _fuse(app: Any) -> None:
     import agents.validate as v
     from models.records import Quake
     from streamapp.app import settings
+    from streamapp.delivery import Outgoing
+    from streamapp.faust_ext import Received
     from streamapp.sinks import Item, QuakeSink, quake_row, quake_row_from_json
     from streamapp.stats import stats
     from streamapp.topics import clean_topic
@@ -123,23 +126,20 @@ def _fuse(app: Any) -> None:
     deliver_and_ack = v.deliver_and_ack
 
     async def upsert_deliver_and_ack(
-        events: Any, outgoing: Any, valid: int, kinds: list[str]
+        received: Received, outgoing: Sequence[Outgoing], valid: int, kinds: list[str]
     ) -> tuple[int, int]:
         if not sink:
             sink.append(QuakeSink(settings))
-        for event, out in zip(events, outgoing, strict=True):
+        for record, out in zip(received.records, outgoing, strict=True):
             if out.topic is not clean_topic:
                 continue
-            where = {
-                "partition": event.message.partition,
-                "offset": event.message.offset,
-            }
+            where = {"partition": record.partition, "offset": record.offset}
             row = quake_row_from_json(out.value, **where)
             sink[0].add(Item(row or quake_row(Quake.loads(out.value), **where)))
         rejected = await sink[0].flush()
         if rejected:
             raise RuntimeError(f"fused what-if: {len(rejected)} row(s) rejected")
-        result = await deliver_and_ack(events, outgoing, valid, kinds)
+        result = await deliver_and_ack(received, outgoing, valid, kinds)
         stats.incr("upserted", valid)
         return result
 
