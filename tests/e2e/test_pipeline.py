@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from psycopg2 import sql
 
+from streamapp.faust_ext import fetch_cluster
 from streamapp.settings import Settings, load_settings
 from tests.support.aio import run_sync
 from tests.support.feeds import FeedServer, load_capture
@@ -139,10 +140,8 @@ def topic_size(settings: Settings, topic: str) -> int:
         )
         await consumer.start()
         try:
-            parts = consumer.partitions_for_topic(topic)
-            if not parts:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(topic) or set()
+            cluster = await fetch_cluster(consumer)
+            parts = cluster.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in parts]
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps) if tps else {}
