@@ -74,7 +74,9 @@ def test_a_users_day_with_the_zookeeper_compose_file(
     # ---- up: rows land, /health and the dashboard on the web port, Jupyter
     compose.run("up", "--detach", timeout=600)
     compose.wait_healthy({"postgres": 1, "kafka": 1, "app": 1, "notebook": 1})
-    web = f"http://127.0.0.1:{host_ports.web}"
+    (web_port,) = compose.published("app")  # from the range; Docker picks
+    assert host_ports.web <= web_port <= host_ports.web_last, web_port
+    web = f"http://127.0.0.1:{web_port}"
     status, body = http_get(f"{web}/health")
     assert status == 200, body[:300]
     status, body = http_get(f"{web}/")
@@ -161,6 +163,7 @@ def test_the_kraft_compose_file_smoke(
     compose: Compose = make_project("kraft", KRAFT_FILE, {"SOURCE": "replay"})
     compose.run("up", "--detach", "app", timeout=600)
     compose.wait_healthy({"kafka": 1, "postgres": 1, "app": 1})
-    status, body = http_get(f"http://127.0.0.1:{host_ports.web}/health")
+    (web_port,) = compose.published("app")
+    status, body = http_get(f"http://127.0.0.1:{web_port}/health")
     assert status == 200, body[:300]
     wait_for("the bundled replay as rows", lambda: db.ids() == expected, 180, every=2.0)
