@@ -24,6 +24,20 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE_FILES = [COMPOSE, COMPOSE_KRAFT]
+#: The stand-in overrides (CI, no registry): base file -> override.
+STANDIN_OVERRIDES = {
+    COMPOSE: ROOT / "docker-compose.standins.yml",
+    COMPOSE_KRAFT: ROOT / "docker-compose.kraft.standins.yml",
+}
+#: Compose-only variables: the host ports (the defaults are the documented ports).
+HOST_PORTS = {
+    "HOST_PORT_KAFKA": "9092",
+    "HOST_PORT_POSTGRES": "5320",
+    "HOST_PORT_WEB": "6066",
+    "HOST_PORT_WEB_LAST": "6068",
+    "HOST_PORT_JUPYTER": "8888",
+    "HOST_PORT_KAFKA_UI": "8080",
+}
 
 #: Settings only the local stack (make up) and the broker containers use, not the app.
 STACK_ONLY = {
@@ -117,6 +131,11 @@ def container_env(service: dict[str, Any]) -> dict[str, str]:
     return {k: interpolate(v, dotenv) for k, v in env_of(service).items()}
 
 
+def ports_of(service: dict[str, Any]) -> list[str]:
+    """The published ports with the host-port variables at their defaults."""
+    return [interpolate(str(p), {}) for p in service.get("ports", [])]
+
+
 def settings_fields() -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in dataclasses.fields(Settings)}
 
@@ -124,7 +143,9 @@ def settings_fields() -> dict[str, dataclasses.Field[Any]]:
 # ------------------------------------------------------------------ schema, lint
 
 
-@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", COMPOSE_FILES + list(STANDIN_OVERRIDES.values()), ids=lambda p: p.name
+)
 def test_compose_file_is_valid_compose_specification(path: Path) -> None:
     result = subprocess.run(
         [
@@ -185,8 +206,16 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 def test_dockerfile_contract() -> None:
     steps = dockerfile_instructions()
     keywords = [k for k, _ in steps]
-    (base,) = [rest for k, rest in steps if k == "FROM"]
+    # multi-stage: a build stage and the final stage, both on PYTHON_IMAGE
+    stages = [rest for k, rest in steps if k == "FROM"]
+    assert stages == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE}"], stages
+    (default,) = [rest for k, rest in steps if k == "ARG" and "PYTHON_IMAGE" in rest]
+    base = default.partition("=")[2]
     assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", base), base
+    # the final stage gets only the venv of the build stage
+    final = steps[keywords.index("FROM", keywords.index("FROM") + 1) :]
+    assert not any(k == "RUN" and "pip install" in r for k, r in final)
+    assert ("COPY", "--from=build /opt/venv /opt/venv") in final
     assert "EXPOSE" in keywords
     exposed = {p for k, rest in steps if k == "EXPOSE" for p in rest.split()}
     assert {"6066", "8888"} <= exposed
@@ -200,7 +229,8 @@ def test_dockerfile_contract() -> None:
     cfg.read(ROOT / "setup.cfg")
     scripts = cfg["options.entry_points"]["console_scripts"]
     assert "streamapp-entrypoint = streamapp.entrypoint:main" in scripts
-    entrypoint._parse_args(["--healthcheck"])  # the flag the HEALTHCHECK uses exists
+    # the flag the HEALTHCHECK uses exists
+    entrypoint._parse_args(["--healthcheck"])  # noqa: SLF001 - our own parser
     # a non-root user, set after the installs
     users = [rest for k, rest in steps if k == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
@@ -232,6 +262,8 @@ def test_what_the_dockerfile_copies_exists_and_is_not_dockerignored() -> None:
     }
     for keyword, rest in dockerfile_instructions():
         if keyword != "COPY":
+            continue
+        if "--from=" in rest:  # from another stage, not the context
             continue
         sources = [s for s in rest.split()[:-1] if not s.startswith("--")]
         for source in sources:
@@ -309,7 +341,7 @@ def test_kafka_listeners(path: Path) -> None:
         "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
     ):
         assert k_env[name] == "1", name
-    assert "9092:9092" in kafka["ports"]
+    assert "9092:9092" in ports_of(kafka)
 
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
@@ -317,7 +349,7 @@ def test_postgres(path: Path) -> None:
     compose = load(path)
     postgres = compose["services"]["postgres"]
     assert re.fullmatch(r"postgres:15(\.\d+)?(-[a-z0-9]+)?", postgres["image"])
-    assert "5320:5432" in postgres["ports"]
+    assert "5320:5432" in ports_of(postgres)
     volume, _, target = postgres["volumes"][0].partition(":")
     assert target == "/var/lib/postgresql/data"
     assert volume in (compose.get("volumes") or {}), "a named volume, declared"
@@ -337,15 +369,14 @@ def test_app_and_notebook(path: Path) -> None:
         assert service["build"]["context"] == "."
         assert service["image"] == app["image"], "one image for both modes"
         assert "container_name" not in service and "hostname" not in service
-    assert any(str(p).endswith("8888:8888") for p in notebook["ports"])
+    assert any(p.endswith("8888:8888") for p in ports_of(notebook))
 
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
 def test_app_scales_without_port_collisions(path: Path) -> None:
     """`--scale app=3` needs no fixed name and a host port range (or none)."""
     app = load(path)["services"]["app"]
-    for mapping in app.get("ports", []):
-        assert isinstance(mapping, str)
+    for mapping in ports_of(app):
         host, _, container = mapping.rpartition(":")
         assert container == "6066"
         if host:
@@ -411,6 +442,9 @@ def test_compose_variables_are_settings_and_required_ones_are_in_env_example(
     example = read_env_file(ENV_EXAMPLE)
     for value in all_strings(load(path)):
         for name, op in variables(value):
+            if name in HOST_PORTS:
+                assert op == ":-", f"{name} needs its default"
+                continue
             assert name in names, f"${{{name}}} in {path.name} is no Settings field"
             if op in (":?", "?", None):
                 assert name in example, f"{path.name} needs {name} in .env.example"
@@ -454,3 +488,40 @@ def test_the_app_gets_every_setting_it_reads(path: Path, service: str) -> None:
     assert settings.app_mode == {"app": "web", "notebook": "jupyter"}[service]
     assert settings.web_port == 6066
     assert "DATABASE_URL" not in raw_env, "derived from POSTGRES_* in the container"
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_host_ports_default_to_the_documented_ones(path: Path) -> None:
+    """HOST_PORT_* move the published ports (the docker test's); defaults stay."""
+    for value in all_strings(load(path)):
+        for match in _VAR.finditer(value):
+            name = match.group("name") or match.group("bare")
+            if name in HOST_PORTS:
+                assert match.group("arg") == HOST_PORTS[name], value
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_standin_override_swaps_only_images(path: Path) -> None:
+    """CI's override: local stand-in images for every third-party one, no more."""
+    base = load(path)["services"]
+    override = load(STANDIN_OVERRIDES[path])["services"]
+    assert set(override) <= set(base)
+    for name, service in override.items():
+        if "build" in base[name]:
+            # the app image builds on the Python stand-in
+            assert set(service) == {"build"}, name
+            assert set(service["build"]) == {"args"}, name
+            assert service["build"]["args"] == {
+                "PYTHON_IMAGE": "streamapp-standin/python:3.11-slim-bookworm"
+            }
+            continue
+        assert set(service) == {"image"}, f"{name}: only image: changes"
+        assert service["image"].startswith("streamapp-standin/"), service["image"]
+    third_party = {
+        n for n, s in base.items() if "build" not in s and not s.get("profiles")
+    }
+    assert third_party <= set(override), "a third-party image has no stand-in"
+    official = {s["image"].rpartition(":")[0] for s in base.values()}
+    for service in override.values():
+        if "image" in service:
+            assert service["image"].rpartition(":")[0] not in official
