@@ -8,6 +8,7 @@
 * :mod:`tests.support.feeds`: a local HTTP server playing the USGS feed.
 * :mod:`tests.support.workers`: a real ``faust -A streamapp worker`` process.
 * :mod:`tests.support.private_stack`: a private stack for tests that stop services.
+* :mod:`tests.support.sinks`: records and received batches the agents read, real quakes.
 """
 
 __all__: list[str] = []

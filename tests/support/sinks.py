@@ -1,9 +1,9 @@
-"""Stand-ins and data for the sink tests: Kafka events of the agents, real quakes.
+"""Stand-ins and data for the agent and sink tests: records, batches, real quakes.
 
-* :class:`FakeMessage` / :class:`FakeEvent`: what an agent reads of a Faust event
-  (topic, partition, offset, key, value) and its ``ack()``;
-* :class:`FakeReceived`: what ``agents.store`` receives (a batch of records of
-  that shape, acked as a unit);
+* :class:`FakeMessage`: what an agent reads of a record (topic, partition, offset,
+  key, value);
+* :class:`FakeReceived`: what the agents receive (a batch of such records, acked as
+  a unit);
 * :func:`real_quakes`: every feature of the USGS captures as a validated ``Quake``.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from models.validation import validate_raw
 from tests.support.paths import FIXTURES
 
-__all__ = ["FakeEvent", "FakeMessage", "FakeReceived", "real_quakes"]
+__all__ = ["FakeMessage", "FakeReceived", "real_quakes"]
 
 
 @dataclass
@@ -26,24 +26,6 @@ class FakeMessage:
     offset: int
     key: bytes | None
     value: bytes | None
-
-
-@dataclass
-class FakeEvent:
-    message: FakeMessage
-    acked: list[int]
-
-    @property
-    def value(self) -> bytes | None:
-        return self.message.value
-
-    @property
-    def key(self) -> bytes | None:
-        return self.message.key
-
-    def ack(self) -> bool:
-        self.acked.append(self.message.offset)
-        return True
 
 
 @dataclass
