@@ -33,6 +33,7 @@ __all__ = [
     "Run",
     "base_settings",
     "count_rows",
+    "cpu_us_per_event",
     "create_topics",
     "delete_topics",
     "drop_schema",
@@ -473,6 +474,15 @@ class ProcessMonitor:
                     (busy[-1][1] - busy[0][1]) / (busy[-1][0] - busy[0][0]), 2
                 )
         return out
+
+
+def cpu_us_per_event(resources: dict[str, Any], events: int) -> float | None:
+    """Microseconds of process CPU per event over the measured window (None when
+    the window's CPU is unknown or there were no events)."""
+    cpu = resources.get("cpu_seconds")
+    if cpu is None or events <= 0:
+        return None
+    return round(1e6 * cpu / events, 1)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,9 @@
-"""The peer: the same validation and Postgres upsert written on Quix Streams.
+"""The ``peer-functions`` contender: Quix Streams running streamapp's own functions.
+
+The same validation (``validate_raw``), records (``Quake``/``DeadLetter`` Faust
+records and their ``dumps``/``loads``) and Postgres upsert as streamapp, on Quix
+Streams: it shows what the framework alone costs. The ``peer`` contender is the
+idiomatic Quix application, :mod:`bench.peer_quix_idiomatic`.
 
 Two topologies (``--mode``):
 
