@@ -50,6 +50,14 @@ RUN index=() \
     && /opt/venv/bin/pip install --quiet "${index[@]}" --no-deps . \
     && /opt/venv/bin/pip check
 
+# 3. Leaner: the test suites of the big scientific packages and the C/C++/Cython
+#    sources and headers (only needed to compile against them) stay behind.
+RUN site=/opt/venv/lib/python3.11/site-packages \
+    && find "$site"/numpy "$site"/pandas "$site"/pyarrow "$site"/matplotlib \
+        "$site"/mpl_toolkits -depth -type d -name tests -exec rm -rf {} + \
+    && find "$site" -type f \( -name '*.h' -o -name '*.hpp' -o -name '*.c' -o -name '*.cc' \
+        -o -name '*.cpp' -o -name '*.pxd' -o -name '*.pyx' -o -name '*.pxi' \) -delete
+
 # ------------------------------------------------------------------ final stage
 FROM ${PYTHON_IMAGE}
 
