@@ -109,6 +109,8 @@ class HostPorts:
     """
 
     kafka: int = 19092
+    kafka_2: int = 19094
+    kafka_3: int = 19095
     postgres: int = 15320
     web: int = 16066
     web_last: int = 16068
@@ -118,6 +120,8 @@ class HostPorts:
     def env(self) -> dict[str, str]:
         return {
             "HOST_PORT_KAFKA": str(self.kafka),
+            "HOST_PORT_KAFKA_2": str(self.kafka_2),
+            "HOST_PORT_KAFKA_3": str(self.kafka_3),
             "HOST_PORT_POSTGRES": str(self.postgres),
             "HOST_PORT_WEB": str(self.web),
             "HOST_PORT_WEB_LAST": str(self.web_last),
@@ -126,7 +130,7 @@ class HostPorts:
         }
 
     def busy(self) -> list[int]:
-        ports = [self.kafka, self.postgres, self.jupyter]
+        ports = [self.kafka, self.kafka_2, self.kafka_3, self.postgres, self.jupyter]
         ports += range(self.web, self.web_last + 1)
         return [p for p in ports if not _free(p)]
 

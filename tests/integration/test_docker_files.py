@@ -24,14 +24,19 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE_FILES = [COMPOSE, COMPOSE_KRAFT]
+#: Three KRaft brokers (replication factor 3): checked on its own below.
+COMPOSE_CLUSTER = ROOT / "docker-compose.cluster.yml"
 #: The stand-in overrides (CI, no registry): base file -> override.
 STANDIN_OVERRIDES = {
     COMPOSE: ROOT / "docker-compose.standins.yml",
     COMPOSE_KRAFT: ROOT / "docker-compose.kraft.standins.yml",
+    COMPOSE_CLUSTER: ROOT / "docker-compose.cluster.standins.yml",
 }
 #: Compose-only variables: the host ports (the defaults are the documented ports).
 HOST_PORTS = {
     "HOST_PORT_KAFKA": "9092",
+    "HOST_PORT_KAFKA_2": "9094",
+    "HOST_PORT_KAFKA_3": "9095",
     "HOST_PORT_POSTGRES": "5320",
     "HOST_PORT_WEB": "6066",
     "HOST_PORT_WEB_LAST": "6068",
@@ -144,7 +149,9 @@ def settings_fields() -> dict[str, dataclasses.Field[Any]]:
 
 
 @pytest.mark.parametrize(
-    "path", COMPOSE_FILES + list(STANDIN_OVERRIDES.values()), ids=lambda p: p.name
+    "path",
+    [*COMPOSE_FILES, COMPOSE_CLUSTER, *STANDIN_OVERRIDES.values()],
+    ids=lambda p: p.name,
 )
 def test_compose_file_is_valid_compose_specification(path: Path) -> None:
     result = subprocess.run(
@@ -490,7 +497,9 @@ def test_the_app_gets_every_setting_it_reads(path: Path, service: str) -> None:
     assert "DATABASE_URL" not in raw_env, "derived from POSTGRES_* in the container"
 
 
-@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [*COMPOSE_FILES, COMPOSE_CLUSTER], ids=lambda p: p.name
+)
 def test_host_ports_default_to_the_documented_ones(path: Path) -> None:
     """HOST_PORT_* move the published ports (the docker test's); defaults stay."""
     for value in all_strings(load(path)):
@@ -500,7 +509,7 @@ def test_host_ports_default_to_the_documented_ones(path: Path) -> None:
                 assert match.group("arg") == HOST_PORTS[name], value
 
 
-@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", list(STANDIN_OVERRIDES), ids=lambda p: p.name)
 def test_standin_override_swaps_only_images(path: Path) -> None:
     """CI's override: local stand-in images for every third-party one, no more."""
     base = load(path)["services"]
@@ -525,3 +534,46 @@ def test_standin_override_swaps_only_images(path: Path) -> None:
     for service in override.values():
         if "image" in service:
             assert service["image"].rpartition(":")[0] not in official
+
+
+def test_the_three_broker_variant() -> None:
+    """KRaft quorum of three, replication factor 3, min.insync.replicas 2."""
+    compose = load(COMPOSE_CLUSTER)
+    services = compose["services"]
+    brokers = {name: services[name] for name in ("kafka-1", "kafka-2", "kafka-3")}
+    assert "zookeeper" not in services and "kafka" not in services
+    cluster_ids = set()
+    for number, (name, broker) in enumerate(brokers.items(), 1):
+        assert re.fullmatch(r"apache/kafka:3\.9\.\d+", broker["image"])
+        env = container_env(broker)
+        assert env["KAFKA_NODE_ID"] == str(number)
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == (
+            "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"
+        )
+        assert env["KAFKA_ADVERTISED_LISTENERS"].startswith(
+            f"PLAINTEXT://{name}:29092,"
+        )
+        for key in (
+            "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+            "KAFKA_DEFAULT_REPLICATION_FACTOR",
+        ):
+            assert env[key] == "3", key
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
+        cluster_ids.add(env["CLUSTER_ID"])
+        assert name in broker["healthcheck"]["test"][-1]
+    assert len(cluster_ids) == 1, "one cluster id for the three"
+    host_ports = {ports_of(b)[0] for b in brokers.values()}
+    assert host_ports == {"9092:9092", "9094:9092", "9095:9092"}
+    for name in ("app", "notebook"):
+        env = container_env(services[name])
+        assert env["TOPIC_REPLICATION_FACTOR"] == "3"
+        assert set(services[name]["depends_on"]) == {*brokers, "postgres"}
+        settings = load_settings(environ=env, env_file=None)
+        assert settings.kafka_bootstrap_servers == (
+            "kafka-1:29092,kafka-2:29092,kafka-3:29092"
+        )
+        assert settings.topic_replication_factor == 3
+    assert "5320:5432" in ports_of(services["postgres"])
+    assert "pgdata" in compose["volumes"]
