@@ -40,6 +40,7 @@ __all__ = [
     "free_port",
     "machine",
     "pg_connect",
+    "poll_interval",
     "prepare_schema",
     "wait_for_rows",
 ]
@@ -343,6 +344,10 @@ def wait_for_rows(
     The poll interval adapts: ~1/10 of the estimated remaining time, between 20 ms
     and 1 s, so the end time is exact within the last interval (at most ~50 ms
     near the end) without a tight loop loading the database for the whole run.
+    The remaining time is estimated from the rate since the first rows as well as
+    from the last interval's (:func:`poll_interval`): a contender that writes in
+    bursts (a checkpoint a second) shows no rows between them, which must not
+    stretch the interval just before its last burst.
     With ``lag_checksum_ms`` the rows must also sum to it (every revision landed).
     """
     schema = settings.postgres_schema
@@ -351,6 +356,7 @@ def wait_for_rows(
         conn.autocommit = True
         with conn.cursor() as cur:
             last = (time.monotonic(), 0)
+            first: tuple[float, int] | None = None
             counts = Counts(0, 0)
             while True:
                 now = time.time()
@@ -373,11 +379,33 @@ def wait_for_rows(
                 if alive is not None and not alive():
                     raise RuntimeError(f"{schema}: contender exited early at {counts}")
                 mono = time.monotonic()
-                rate = (done - last[1]) / max(mono - last[0], 1e-3)
-                remaining = events + dead_letters - done
-                interval = 0.5 if rate <= 0 else remaining / rate / 10
-                time.sleep(min(1.0, max(0.02, interval)))
+                if first is None and done > 0:
+                    first = (mono, done)
+                time.sleep(
+                    poll_interval(
+                        events + dead_letters - done, (mono, done), last, first
+                    )
+                )
                 last = (mono, done)
+
+
+def poll_interval(
+    remaining: int,
+    now: tuple[float, int],
+    last: tuple[float, int],
+    first: tuple[float, int] | None,
+) -> float:
+    """Seconds until the next count: 1/10 of the remaining time at the faster of
+    the rate since ``last`` and the rate since ``first`` (``(monotonic time, rows)``
+    pairs), within [0.02, 1]; 0.5 while no rate is known."""
+    rates = [
+        (now[1] - then[1]) / max(now[0] - then[0], 1e-3)
+        for then in (last, first)
+        if then is not None
+    ]
+    rate = max(rates, default=0.0)
+    interval = 0.5 if rate <= 0 else remaining / rate / 10
+    return min(1.0, max(0.02, interval))
 
 
 def _lag_sum(cur: Any, schema: str) -> int:

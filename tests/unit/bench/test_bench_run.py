@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from bench.common import cpu_us_per_event
 from bench.run import CONTENDERS, PEER_MODULES, REPEATED, best_of, parse_args
 
 
@@ -70,9 +69,3 @@ def test_every_peer_contender_has_a_module() -> None:
     assert PEER_MODULES["peer"] == "bench.peer_quix_idiomatic"
     assert PEER_MODULES["peer-functions"] == "bench.peer_quix"
     assert {c for c in CONTENDERS if c.startswith("peer")} <= set(PEER_MODULES)
-
-
-def test_cpu_us_per_event() -> None:
-    assert cpu_us_per_event({"cpu_seconds": 2.5}, 20_000) == 125.0
-    assert cpu_us_per_event({}, 20_000) is None
-    assert cpu_us_per_event({"cpu_seconds": 1.0}, 0) is None
