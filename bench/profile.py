@@ -30,7 +30,7 @@ CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
     ("Faust records (Quake/DeadLetter)", re.compile(r"faust/models|models/records")),
     (
         "PostgreSQL (psycopg2, sink, SQLAlchemy)",
-        re.compile(r"psycopg2|sink\.py|sqlalchemy|db\.py"),
+        re.compile(r"psycopg2|streamapp/sinks/|sqlalchemy|db\.py"),
     ),
     ("Kafka client (aiokafka, confluent-kafka)", re.compile(r"aiokafka|kafka/")),
     ("Quix Streams (peer)", re.compile(r"quixstreams/")),

@@ -22,7 +22,7 @@ def test_summarise_folded(tmp_path: Path) -> None:
     folded = tmp_path / "p.folded"
     folded.write_text(
         "run (a.py);validate_raw (models/validation.py) 30\n"
-        "run (a.py);_copy_merge (streamapp/sink.py) 10\n"
+        "run (a.py);_copy_merge (streamapp/sinks/earthquakes.py) 10\n"
         "not a sample line\n"
     )
     s = summarise_folded(folded)
