@@ -47,12 +47,15 @@ def test_best_of_without_cpu() -> None:
 def test_quick_profile_repeats_the_headline_pair() -> None:
     args = parse_args(["--quick"])
     assert args.profile == "quick" and args.n == 20_000
-    assert args.repeat == 3
+    assert args.repeat == 4
     assert args.peer_commit_interval == 1.0
-    assert args.contenders == list(CONTENDERS)
-    assert set(REPEATED) <= set(CONTENDERS)
+    assert args.contenders == ["limits", "naive", "peer", "streamapp"]
+    assert set(REPEATED) <= set(args.contenders)
     full = parse_args([])
     assert full.repeat == 1 and full.peer_commit_interval == 1.0
+    assert full.contenders == list(CONTENDERS)
+    chosen = parse_args(["--quick", "--contenders", "peer-functions,peer"])
+    assert chosen.contenders == ["peer-functions", "peer"]
     assert parse_args(["--quick", "--repeat", "1"]).repeat == 1
 
 
