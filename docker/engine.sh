@@ -93,7 +93,9 @@ stop() {
         kill -9 "$pid" 2>/dev/null || true
     fi
     # overlay mounts a killed daemon may leave behind
-    grep -o " $dir/[^ ]*" /proc/mounts | sort -r | while read -r mount; do
+    local mounts
+    mounts="$(grep -o " $dir/[^ ]*" /proc/mounts | sort -r || true)"
+    for mount in $mounts; do
         umount -l "$mount" 2>/dev/null || true
     done
     rm -rf "$dir"

@@ -93,10 +93,17 @@ def test_a_users_day_with_the_zookeeper_compose_file(
     ports = compose.published("app")
     assert len(ports) == 3, ports
     assert all(host_ports.web <= p <= host_ports.web_last for p in ports), ports
-    # the group settles: a probe batch lands, then the counters are read
-    feed.add(20)
-    rows_match(db, feed, "a probe batch after scaling")
-    time.sleep(5)
+    # the group settles: probe batches until every replica validates some
+    joined = {port: stats(port)["valid"] for port in ports}
+
+    def all_consume() -> bool:
+        feed.add(10)
+        time.sleep(2)
+        return all(stats(port)["valid"] > joined[port] for port in ports)
+
+    wait_for("all three replicas consuming", all_consume, 180, every=1.0)
+    rows_match(db, feed, "the probe batches after scaling")
+    time.sleep(3)
     before = {port: stats(port) for port in ports}
     feed_while(feed, batches=6, size=30)
     rows_match(db, feed, "180 events with three workers")
