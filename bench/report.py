@@ -229,10 +229,13 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"expected in `earthquakes`, {ds.get('invalid', 0):,} in `dead_letters`. "
         f"{cfg.get('partitions')} partitions per topic; streamapp: "
         f"{cfg.get('workers')} worker(s), SINK_BATCH_SIZE={cfg.get('sink_batch_size')},"
-        f" SINK_BATCH_SECONDS={cfg.get('sink_batch_seconds')}; peers: "
-        f"commit_interval {cfg.get('peer_commit_interval')} s, the idiomatic one "
-        "in the pipeline topology, the one on streamapp's functions in the "
-        f"{cfg.get('peer_mode')} topology."
+        f" SINK_BATCH_SECONDS={cfg.get('sink_batch_seconds')}; Quix Streams: "
+        f"commit_interval {cfg.get('peer_commit_interval')} s, pipeline topology"
+        + (
+            f" (peer-functions: {cfg.get('peer_mode')})."
+            if "peer-functions" in results.get("contenders", {})
+            else "."
+        )
         + (f" What-if changes: `{cfg['whatif']}`." if cfg.get("whatif") else "")
     )
     out.append("")
