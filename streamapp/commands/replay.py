@@ -10,13 +10,7 @@ from faust.cli import AppCommand, argument, option
 
 from streamapp.app import app, settings
 from streamapp.exceptions import StreamappError
-from streamapp.replay import (
-    DEFAULT_TIMEOUT,
-    KINDS,
-    check_output,
-    replay_topic,
-    write_frame,
-)
+from streamapp.replay.columns import DEFAULT_TIMEOUT, KINDS
 
 __all__ = ["replay"]
 
@@ -74,6 +68,9 @@ async def replay(
     **_: Any,
 ) -> None:
     """Replay TOPIC from the beginning (no consumer group, no commit) into a file."""
+    # Late: pandas stays out of the worker, which discovers this command at start.
+    from streamapp.replay import check_output, replay_topic, write_frame
+
     try:
         check_output(out)
         frame = await replay_topic(
@@ -89,6 +86,13 @@ async def replay(
         path = write_frame(frame, out)
     except (StreamappError, TimeoutError, ValueError, OSError) as exc:
         print(f"streamapp replay: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except ImportError as exc:  # pyarrow for .parquet is an optional dependency
+        print(
+            f"streamapp replay: {exc.name or exc} is not installed; "
+            "pip install 'streamapp[notebook]' or write .csv",
+            file=sys.stderr,
+        )
         raise SystemExit(1) from None
     info = frame.attrs.get("replay", {})
     seconds = float(info.get("seconds") or 0.0)

@@ -14,25 +14,30 @@ Example::
 
 from __future__ import annotations
 
-from streamapp.exceptions import TopicNotFound
-from streamapp.replay.columns import (
-    CLEAN_FRAME_COLUMNS,
-    DEAD_LETTER_FRAME_COLUMNS,
-    META_FRAME_COLUMNS,
-    RAW_FRAME_COLUMNS,
-)
-from streamapp.replay.decoding import (
-    KINDS,
-    RecordLike,
-    ReplayKind,
-    decode_record,
-    resolve_kind,
-    to_millis,
-)
-from streamapp.replay.frames import records_to_frame
-from streamapp.replay.output import check_output, write_frame
-from streamapp.replay.reader import DEFAULT_TIMEOUT, replay, replay_topic
-from streamapp.replay.tables import TABLES, read_table
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streamapp.exceptions import TopicNotFound
+    from streamapp.replay.columns import (
+        CLEAN_FRAME_COLUMNS,
+        DEAD_LETTER_FRAME_COLUMNS,
+        DEFAULT_TIMEOUT,
+        KINDS,
+        META_FRAME_COLUMNS,
+        RAW_FRAME_COLUMNS,
+    )
+    from streamapp.replay.decoding import (
+        RecordLike,
+        ReplayKind,
+        decode_record,
+        resolve_kind,
+        to_millis,
+    )
+    from streamapp.replay.frames import records_to_frame
+    from streamapp.replay.output import check_output, write_frame
+    from streamapp.replay.reader import replay, replay_topic
+    from streamapp.replay.tables import TABLES, read_table
 
 __all__ = [
     "CLEAN_FRAME_COLUMNS",
@@ -55,3 +60,39 @@ __all__ = [
     "to_millis",
     "write_frame",
 ]
+
+#: Where each public name lives. The package imports pandas only when a name that
+#: needs it is first used: the worker discovers the replay command at start and
+#: keeps pandas (about 100 MB) out of its memory.
+_HOME = {
+    "TopicNotFound": "streamapp.exceptions",
+    **dict.fromkeys(
+        (
+            "CLEAN_FRAME_COLUMNS",
+            "DEAD_LETTER_FRAME_COLUMNS",
+            "DEFAULT_TIMEOUT",
+            "KINDS",
+            "META_FRAME_COLUMNS",
+            "RAW_FRAME_COLUMNS",
+        ),
+        "streamapp.replay.columns",
+    ),
+    **dict.fromkeys(
+        ("RecordLike", "ReplayKind", "decode_record", "resolve_kind", "to_millis"),
+        "streamapp.replay.decoding",
+    ),
+    "records_to_frame": "streamapp.replay.frames",
+    "check_output": "streamapp.replay.output",
+    "write_frame": "streamapp.replay.output",
+    "replay": "streamapp.replay.reader",
+    "replay_topic": "streamapp.replay.reader",
+    "TABLES": "streamapp.replay.tables",
+    "read_table": "streamapp.replay.tables",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

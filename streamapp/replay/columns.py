@@ -7,10 +7,17 @@ from models.records import QUAKE_FIELDS
 __all__ = [
     "CLEAN_FRAME_COLUMNS",
     "DEAD_LETTER_FRAME_COLUMNS",
+    "DEFAULT_TIMEOUT",
+    "KINDS",
     "META_FRAME_COLUMNS",
     "RAW_FRAME_COLUMNS",
     "RAW_PROPERTIES",
 ]
+
+#: What a topic holds, for decoding: ``auto`` tells by the topic's name.
+KINDS: tuple[str, ...] = ("auto", "raw", "clean", "dead-letter")
+#: Seconds a replay may take before it gives up.
+DEFAULT_TIMEOUT = 30.0
 
 #: Kafka metadata columns every replayed frame starts with.
 META_FRAME_COLUMNS: tuple[str, ...] = ("partition", "offset", "timestamp", "key")

@@ -10,11 +10,10 @@ from typing import Any, Literal, Protocol
 
 import pandas as pd
 
-from streamapp.replay.columns import META_FRAME_COLUMNS
+from streamapp.replay.columns import KINDS, META_FRAME_COLUMNS
 from streamapp.settings import Settings
 
 __all__ = [
-    "KINDS",
     "PREVIEW_CHARS",
     "RecordLike",
     "ReplayKind",
@@ -27,7 +26,6 @@ __all__ = [
 
 ReplayKind = Literal["auto", "raw", "clean", "dead-letter"]
 #: The decoders ``kind`` can name; ``auto`` picks one from the topic name or content.
-KINDS: tuple[str, ...] = ("auto", "raw", "clean", "dead-letter")
 #: Characters of a payload kept in the human-readable preview columns.
 PREVIEW_CHARS = 200
 _RAW_RESERVED = frozenset(

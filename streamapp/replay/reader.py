@@ -17,6 +17,7 @@ from tqdm import tqdm
 from streamapp.exceptions import TopicNotFound
 from streamapp.faust_ext import fetch_cluster
 from streamapp.kafka import aiokafka_kwargs
+from streamapp.replay.columns import DEFAULT_TIMEOUT
 from streamapp.replay.decoding import (
     ReplayKind,
     decode_record,
@@ -27,12 +28,11 @@ from streamapp.replay.decoding import (
 from streamapp.replay.frames import build_frame
 from streamapp.settings import Settings, load_settings
 
-__all__ = ["DEFAULT_TIMEOUT", "FETCH_WAIT_MS", "consume", "replay", "replay_topic"]
+__all__ = ["FETCH_WAIT_MS", "consume", "replay", "replay_topic"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds a replay waits for the broker to hand over messages before giving up.
-DEFAULT_TIMEOUT = 30.0
 #: How long one fetch waits for data (ms).
 FETCH_WAIT_MS = 500
 

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,10 @@ def test_terminate_stops_and_reaps_a_child() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", f"import time; time.sleep(60)  # {marker}"]
     )
+    # The child's command line shows the marker once it has exec'd Python.
+    deadline = time.monotonic() + 10
+    while not pid_alive(proc.pid, marker) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert pid_alive(proc.pid, marker)
     lines: list[str] = []
     terminate("svc", proc.pid, marker, lines.append, timeout=10)
