@@ -13,7 +13,8 @@ import time
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from tests.docker.compose import ROOT, Compose, Database, Feed, HostPorts, http_get
 from tests.docker.compose import wait_for as wait
