@@ -60,7 +60,11 @@ HASH_PREFIX = "sha256:"
 
 #: Dedup entries the expiry sweep examines per timer tick (the bound on the work of
 #: one tick: a dict lookup each, and a changelog tombstone for each expired one).
-SWEEP_BATCH = 5_000
+SWEEP_BATCH = 2_000
+
+#: Changelog writes queued between two yields to the event loop, so a large batch
+#: of writes does not hold up the agents that share the loop.
+WRITES_PER_YIELD = 100
 
 #: A sweep over the whole table starts at most this often; with a short retention
 #: more often: :func:`sweep_interval`.
@@ -231,7 +235,9 @@ class TableVersions:
         topic = self.table.changelog_topic
         futures: list[Awaitable[Any]] = []
         keys = list(pending)
-        for key in keys:
+        for i, key in enumerate(keys, 1):
+            if i % WRITES_PER_YIELD == 0:
+                await asyncio.sleep(0)
             value = pending[key]
             try:
                 if value is None:

@@ -16,6 +16,7 @@ import pytest
 from agents.fetch import (
     DAY_MS,
     SWEEP_MAX_SECONDS,
+    WRITES_PER_YIELD,
     DedupExpiry,
     FetchState,
     MemoryVersions,
@@ -194,6 +195,22 @@ async def test_an_expired_key_is_not_rewritten_by_a_retried_save() -> None:
     await versions.save({})
     assert table.changelog_topic.log == [("a", None, "raw")]
     assert table.data == {}
+
+
+async def test_a_large_batch_of_writes_lets_other_tasks_run() -> None:
+    table = Table(Changelog())
+    versions = TableVersions(table)
+    table.data.update({f"k{i:04d}": 1 for i in range(1000)})
+    seen: list[int] = []
+
+    async def other_agent() -> None:
+        seen.append(len(table.changelog_topic.log))
+
+    task = asyncio.create_task(other_agent())
+    await versions.expire(list(table.data))
+    await task
+    assert seen == [WRITES_PER_YIELD - 1]
+    assert len(table.changelog_topic.log) == 1000
 
 
 # ----------------------------------------------------------- the timer's tick
