@@ -11,6 +11,7 @@ from bench.report import (
     cpu_per_event,
     headline,
     markdown_table,
+    peer_ratios,
     ratio,
     targets,
     write_docs,
@@ -167,3 +168,28 @@ def test_write_docs_replaces_only_the_generated_block(tmp_path: Path) -> None:
     assert "intro" in text and "after" in text and "old" not in text
     assert text.count(BEGIN) == 1
     assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_peer_ratios_median_of_interleaved_pairs() -> None:
+    results = _results()
+    results["contenders"]["streamapp"]["repeats"] = [
+        {"events_per_s": 30_000.0, "cpu_us_per_event": 1_500.0},
+        {"events_per_s": 12_000.0, "cpu_us_per_event": 2_080.0},
+    ]
+    paired = peer_ratios(results)
+    # pairs: 30,000/20,000 = 1.5x and 12,000/15,000 = 0.8x; CPU 0.6x and 0.8x
+    assert paired["method"] == "median of 2 pairs"
+    assert paired["events_per_s"] == 1.15 and paired["cpu_per_event"] == 0.7
+    assert [p["events_per_s"] for p in paired["pairs"]] == [1.5, 0.8]
+    rows = {name: measured for name, _, measured, _ in targets(results)}
+    assert rows["streamapp vs peer, events/s (1 worker)"] == "1.15x"
+    assert rows["streamapp vs peer, CPU per event"] == "0.70x"
+    assert "median of 2 pairs" in headline(results)
+    assert "1.50x / 0.60x; 0.80x / 0.80x" in headline(results)
+
+
+def test_peer_ratios_of_single_runs() -> None:
+    paired = peer_ratios(_results())
+    assert paired["method"] == "one run each" and paired["pairs"] == []
+    assert (paired["events_per_s"], paired["cpu_per_event"]) == (1.5, 0.6)
+    assert peer_ratios({})["events_per_s"] is None
