@@ -35,7 +35,9 @@ def _kind(check: object, value: bytes | None) -> str | None:
 
 def _through_quix_json(value: object) -> object:
     ctx = SerializationContext(topic="t", field="value")
-    return JSONDeserializer()(JSONSerializer()(value, ctx), ctx)
+    data = JSONSerializer()(value, ctx)
+    assert isinstance(data, bytes)
+    return JSONDeserializer()(data, ctx)
 
 
 def _instant(value: object) -> object:
