@@ -46,18 +46,20 @@ async def deliver(
     while pending:
         rounds += 1
         futures: list[Any] = []
+        # The producer and the name of each topic, looked up once per round.
+        targets: dict[int, tuple[Any, str]] = {}
         for msg in pending:
             try:
                 # Straight to the app's producer: Topic.send adds codec, sensor and
                 # callback work per message that bytes in, bytes out do not need.
-                producer = await msg.topic.app.maybe_start_producer()
+                topic = msg.topic
+                target = targets.get(id(topic))
+                if target is None:
+                    producer = await topic.app.maybe_start_producer()
+                    target = targets[id(topic)] = (producer, topic.get_topic_name())
+                producer, name = target
                 fut = await producer.send(
-                    msg.topic.get_topic_name(),
-                    msg.key,
-                    msg.value,
-                    None,
-                    None,
-                    msg.headers or None,
+                    name, msg.key, msg.value, None, None, msg.headers or None
                 )
             except Exception as exc:  # any producer error is retried
                 fut = failed_future(exc)
