@@ -94,7 +94,7 @@ $(BENCH_STAMP): $(VENV_STAMP) setup.cfg
 bench: $(BENCH_STAMP) up ## full benchmark (N=200,000 + latency); writes docs/benchmarks.md/.png
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-bench-quick: $(BENCH_STAMP) up ## quick benchmark (N=20,000, < 2 min); JSON in bench/results/
+bench-quick: $(BENCH_STAMP) up ## quick benchmark (N=20,000, best of 4 streamapp/peer pairs, < 3 min); JSON in bench/results/
 	$(PY) -m bench.run --quick $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- docker
