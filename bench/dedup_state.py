@@ -19,9 +19,10 @@ Steps, all on fresh ``bench-dedup-*`` topics, group and schema (removed at the e
    worker's RSS (``VmRSS``) at the first poll and its peak (``VmHWM``).
 3. ``sweep``: a worker with ``DEDUP_RETENTION_DAYS=0.001`` (86.4 s; started once
    the old entries are older than that) recovers the same table and expires all
-   but the kept entries, 5,000 per one-second tick, with tombstones. Reported: the
-   same start-up figures, the seconds until ``dedup_expired`` reaches ``ids - keep``
-   and the RSS then (the process that swept).
+   but the kept entries (``agents.fetch.SWEEP_BATCH`` per one-second tick, with
+   tombstones). Reported: the same start-up figures, the seconds from process
+   start until ``dedup_expired`` reaches ``ids - keep`` and the RSS then (of the
+   process that swept).
 4. ``compacted``: waits until the broker's log cleaner has compacted the expired
    values away (their tombstones are still there), then a worker
    (``DEDUP_RETENTION_DAYS=30``) recovers the changelog: the figures of step 2.
