@@ -298,7 +298,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     out.append(
         "CPU µs/event: the contender's process CPU (user + system, its whole process "
         "tree) over the same window, per event; x peer CPU is that against the "
-        "idiomatic peer's (below 1 is less CPU)."
+        "idiomatic peer's (below 1 is less CPU). The x peer columns compare the "
+        "rows; with repeated runs the targets use the median over the interleaved "
+        "pairs (the line under the table)."
     )
     out.append("")
     out.append(
