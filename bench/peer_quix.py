@@ -37,6 +37,8 @@ from models.validation import validate_raw
 from streamapp.exceptions import InvalidRecord
 from streamapp.settings import Settings
 
+__all__ = ["as_json_bytes", "build", "main"]
+
 
 def as_json_bytes(value: bytes | str) -> bytes:
     """A message value as the bytes the records' ``loads`` takes."""
