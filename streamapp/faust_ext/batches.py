@@ -50,7 +50,8 @@ __all__ = [
 ]
 
 #: Fetched batches queued per agent before the fetch loop waits (backpressure).
-RECEIVER_QUEUE_BATCHES = 64
+#: A batch is one partition's fetch (up to ``consumer_max_fetch_size``, 1 MiB).
+RECEIVER_QUEUE_BATCHES = 8
 
 
 class Record(Protocol):
