@@ -9,13 +9,12 @@ The same pipeline topology and the same verdicts as streamapp, in Quix's idiom::
     dead-letter (value_deserializer="json") -> DeadLetterSink.write_batch
 
 * Validation: the raw topic is read as bytes, because the size, UTF-8 and depth
-  checks of :mod:`models.validation` run before any parsing (and a dead letter keeps
-  the original bytes). Then the same steps in the same order: ``empty``,
-  ``too_large``, ``not_utf8``, ``too_deep``
-  (:func:`models.validation.json_depth_exceeds`), ``not_json`` (``json.loads``
-  refusing NaN/Infinity, as the project's validator), ``not_object``, ``schema``
-  (the project's compiled fast path :func:`models.schema.fast_load_envelope`, and
-  ``ENVELOPE_SCHEMA.load`` for the per-field report when it refuses).
+  checks run before any parsing (and a dead letter keeps the original bytes); the
+  project's validator without its Record,
+  :func:`models.validation.validated_fields`: ``empty``, ``too_large``,
+  ``not_utf8``, ``too_deep``, ``not_json``, ``not_object``, ``schema`` (the compiled
+  fast path of the marshmallow schema, and ``ENVELOPE_SCHEMA.load`` for the
+  per-field report when it refuses).
 * Valid events never become a Faust ``Record``: the clean value is the validated
   field dict (datetimes as ISO-8601 text), written by Quix's JSON serialiser, and
   the sink builds the ``earthquakes`` row from the dict Quix's JSON deserialiser
@@ -47,12 +46,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from marshmallow import ValidationError
-
 from bench.common import base_settings
 from models.records import QUAKE_FIELDS, DeadLetter
-from models.schema import ENVELOPE_SCHEMA, fast_load_envelope, json_type
-from models.validation import json_depth_exceeds
+from models.validation import validated_fields
 from streamapp.exceptions import InvalidRecord, TransientSinkError
 from streamapp.settings import Settings
 
@@ -72,74 +68,10 @@ __all__ = [
 DATETIME_FIELDS = ("time", "updated", "fetched_at")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _schema_message(messages: Any) -> str:
-    """``feature.properties.mag: ...; feature.id: ...`` (the first three fields)."""
-    parts: list[str] = []
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{path}.{key}" if path else str(key))
-        else:
-            parts.append(f"{path}: {node}")
-
-    walk(messages, "")
-    more = f" (+{len(parts) - 3} more)" if len(parts) > 3 else ""
-    return "; ".join(parts[:3]) + more
-
-
 def check_raw(value: bytes | None, *, max_bytes: int, max_depth: int) -> dict:
-    """The envelope's validated fields, or ``InvalidRecord`` with the same kind as
-    :func:`models.validation.validate_raw` gives."""
-    if not value:
-        what = "null (tombstone)" if value is None else "empty"
-        raise InvalidRecord("empty", f"message value is {what}", {})
-    if len(value) > max_bytes:
-        raise InvalidRecord(
-            "too_large",
-            f"message is {len(value)} bytes, more than {max_bytes}",
-            {"size": len(value), "max_bytes": max_bytes},
-        )
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidRecord(
-            "not_utf8",
-            f"invalid UTF-8 at byte {exc.start}: {exc.reason}",
-            {"position": exc.start, "reason": exc.reason},
-        ) from None
-    depth = json_depth_exceeds(text, max_depth)
-    if depth is not None:
-        raise InvalidRecord(
-            "too_deep",
-            f"JSON nested {depth} levels deep, more than {max_depth}",
-            {"depth": depth, "max_depth": max_depth},
-        )
-    try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        message = str(exc)[:200]
-        raise InvalidRecord("not_json", message, {"error": message}) from None
-    if type(obj) is not dict or type(obj.get("feature")) is not dict:
-        kind = json_type(obj)
-        raise InvalidRecord(
-            "not_object",
-            f"JSON {kind} is not the raw envelope {{'feature': {{...}}, ...}}",
-            {"type": kind},
-        )
-    fields = fast_load_envelope(obj)
-    if fields is not None:
-        return fields
-    try:
-        loaded: dict = ENVELOPE_SCHEMA.load(obj)
-    except ValidationError as exc:
-        messages = exc.messages if isinstance(exc.messages, dict) else {}
-        raise InvalidRecord("schema", _schema_message(messages), messages) from None
-    return loaded
+    """The envelope's validated fields, or ``InvalidRecord``: the project's own
+    checks and schema (:func:`models.validation.validated_fields`), no Record."""
+    return validated_fields(value, max_bytes=max_bytes, max_depth=max_depth)
 
 
 def clean_value(fields: Mapping[str, Any], partition: int, offset: int) -> dict:

@@ -20,6 +20,7 @@ __all__ = [
     "json_depth_exceeds",
     "validate_raw",
     "validate_raw_json",
+    "validated_fields",
 ]
 
 logger = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ def validate_raw(
     Raises only ``InvalidRecord``, whatever the input.
     """
     try:
-        fields = _checked_fields(value, max_bytes=max_bytes, max_depth=max_depth)
+        fields = validated_fields(value, max_bytes=max_bytes, max_depth=max_depth)
         return Quake(**fields, raw_partition=partition, raw_offset=offset)
     except InvalidRecord:
         raise
@@ -213,10 +214,17 @@ def validate_raw(
         raise _internal_error(exc) from exc
 
 
-def _checked_fields(
+def validated_fields(
     value: bytes | None, *, max_bytes: int, max_depth: int
 ) -> dict[str, Any]:
-    """The envelope's ``Quake`` fields, after every check of :func:`validate_raw`."""
+    """The envelope's ``Quake`` fields (no Record), after every check of
+    :func:`validate_raw`; raises only ``InvalidRecord`` for bad input.
+
+    Example::
+
+        fields = validated_fields(value, max_bytes=1 << 20, max_depth=32)
+        fields["id"], fields["time"]  # "nc75013992", datetime(..., tzinfo=UTC)
+    """
     if value is None:
         raise InvalidRecord("empty", "message value is null (tombstone)", {})
     data = _as_bytes(value)
@@ -255,7 +263,7 @@ def validate_raw_json(
     (:func:`models.records.quake_json`), else by the Record.
     """
     try:
-        fields = _checked_fields(value, max_bytes=max_bytes, max_depth=max_depth)
+        fields = validated_fields(value, max_bytes=max_bytes, max_depth=max_depth)
         data = quake_json(fields, partition=partition, offset=offset)
         if data is not None:
             return fields["id"], data
