@@ -28,6 +28,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,14 @@ from models.validation import validate_raw
 from streamapp.exceptions import InvalidRecord
 from streamapp.settings import Settings
 
-__all__ = ["as_json_bytes", "build", "main"]
+__all__ = [
+    "application",
+    "arguments",
+    "as_json_bytes",
+    "build",
+    "first_message_clock",
+    "main",
+]
 
 
 def as_json_bytes(value: bytes | str) -> bytes:
@@ -97,9 +105,9 @@ def _sinks(settings: Settings) -> tuple[Any, Any]:
     return EventSink(), DeadLetterSink()
 
 
-def build(args: argparse.Namespace) -> Any:
-    """The Quix Streams application of the peer."""
-    from quixstreams import Application, message_context
+def application(args: argparse.Namespace) -> tuple[Any, Settings]:
+    """A peer's Quix ``Application`` on the harness's group, and its settings."""
+    from quixstreams import Application
 
     settings = dataclasses.replace(base_settings(), postgres_schema=args.schema)
     app = Application(
@@ -110,15 +118,52 @@ def build(args: argparse.Namespace) -> Any:
         loglevel="WARNING",
         use_changelog_topics=False,
     )
-    raw = app.topic(args.raw, key_deserializer="bytes", value_deserializer="bytes")
-    status = Path(args.status)
+    return app, settings
+
+
+def first_message_clock(status: str) -> Callable[[], None]:
+    """A function to call per message: the first call writes the harness's clock."""
+    path = Path(status)
     first = [True]
+
+    def seen() -> None:
+        if first[0]:
+            path.write_text(json.dumps({"first_consumed_at": time.time()}))
+            first[0] = False
+
+    return seen
+
+
+def arguments(
+    description: str, argv: list[str] | None, *, modes: bool = False
+) -> argparse.Namespace:
+    """The harness's command line of a peer process."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--raw", required=True)
+    parser.add_argument("--clean", required=True)
+    parser.add_argument("--dead-letter", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--schema", required=True)
+    parser.add_argument("--status", required=True)
+    if modes:
+        parser.add_argument(
+            "--mode", choices=("pipeline", "direct"), default="pipeline"
+        )
+    parser.add_argument("--commit-interval", type=float, default=5.0)
+    return parser.parse_args(argv)
+
+
+def build(args: argparse.Namespace) -> Any:
+    """The Quix Streams application of the peer."""
+    from quixstreams import message_context
+
+    app, settings = application(args)
+    raw = app.topic(args.raw, key_deserializer="bytes", value_deserializer="bytes")
+    seen = first_message_clock(args.status)
 
     def route(value: bytes, key: Any, timestamp: int, headers: Any) -> dict[str, Any]:
         ctx = message_context()
-        if first[0]:
-            status.write_text(json.dumps({"first_consumed_at": time.time()}))
-            first[0] = False
+        seen()
         try:
             quake = validate_raw(
                 value,
@@ -162,16 +207,7 @@ def build(args: argparse.Namespace) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raw", required=True)
-    parser.add_argument("--clean", required=True)
-    parser.add_argument("--dead-letter", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--schema", required=True)
-    parser.add_argument("--status", required=True)
-    parser.add_argument("--mode", choices=("pipeline", "direct"), default="pipeline")
-    parser.add_argument("--commit-interval", type=float, default=5.0)
-    args = parser.parse_args(argv)
+    args = arguments(__doc__.splitlines()[0], argv, modes=True)
     logging.basicConfig(level=logging.WARNING)
     build(args).run()
 

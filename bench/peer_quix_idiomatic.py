@@ -37,16 +37,12 @@ Run as a process by the harness::
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
-import time
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from bench.common import base_settings
+from bench.peer_quix import application, arguments, first_message_clock
 from models.records import QUAKE_FIELDS, DeadLetter
 from models.validation import validated_fields
 from streamapp.exceptions import InvalidRecord, TransientSinkError
@@ -166,17 +162,9 @@ def _sinks(settings: Settings) -> tuple[Any, Any]:
 
 def build(args: argparse.Namespace) -> Any:
     """The Quix Streams application of the idiomatic peer."""
-    from quixstreams import Application, message_context
+    from quixstreams import message_context
 
-    settings = dataclasses.replace(base_settings(), postgres_schema=args.schema)
-    app = Application(
-        broker_address=settings.kafka_bootstrap_servers,
-        consumer_group=args.group,
-        auto_offset_reset="earliest",
-        commit_interval=args.commit_interval,
-        loglevel="WARNING",
-        use_changelog_topics=False,
-    )
+    app, settings = application(args)
     raw = app.topic(args.raw, key_deserializer="bytes", value_deserializer="bytes")
     clean = app.topic(
         args.clean,
@@ -192,15 +180,12 @@ def build(args: argparse.Namespace) -> Any:
         key_deserializer="bytes",
         value_deserializer="json",
     )
-    status = Path(args.status)
-    first = [True]
+    seen = first_message_clock(args.status)
     max_bytes, max_depth = settings.max_message_bytes, settings.max_json_depth
 
     def validate(value: bytes, key: Any, timestamp: int, headers: Any) -> dict:
         ctx = message_context()
-        if first[0]:
-            status.write_text(json.dumps({"first_consumed_at": time.time()}))
-            first[0] = False
+        seen()
         try:
             fields = check_raw(value, max_bytes=max_bytes, max_depth=max_depth)
         except InvalidRecord as exc:
@@ -224,15 +209,7 @@ def build(args: argparse.Namespace) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raw", required=True)
-    parser.add_argument("--clean", required=True)
-    parser.add_argument("--dead-letter", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--schema", required=True)
-    parser.add_argument("--status", required=True)
-    parser.add_argument("--commit-interval", type=float, default=5.0)
-    args = parser.parse_args(argv)
+    args = arguments(__doc__.splitlines()[0], argv)
     logging.basicConfig(level=logging.WARNING)
     build(args).run()
 
