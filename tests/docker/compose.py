@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg2
+
+from tests.support.ports import port_free
 
 __all__ = [
     "ROOT",
@@ -90,16 +91,6 @@ def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
 @dataclass(frozen=True)
 class HostPorts:
     """The host ports a compose project publishes (HOST_PORT_* of the files).
@@ -132,7 +123,7 @@ class HostPorts:
     def busy(self) -> list[int]:
         ports = [self.kafka, self.kafka_2, self.kafka_3, self.postgres, self.jupyter]
         ports += range(self.web, self.web_last + 1)
-        return [p for p in ports if not _free(p)]
+        return [p for p in ports if not port_free(p, "0.0.0.0")]
 
 
 @dataclass

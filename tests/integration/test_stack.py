@@ -7,7 +7,6 @@ gets free ports and a temporary STACK_DIR through the environment of a subproces
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -26,34 +25,17 @@ from devstack.zookeeper import ZooKeeperClient
 from tests.integration.test_kafka_roundtrip import check_roundtrip, roundtrip
 from tests.support.aio import run_sync
 from tests.support.kafka import KafkaAdmin
+from tests.support.ports import stack_ports
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
 def free_ports() -> dict[str, int]:
-    """Free ports below the ephemeral range (kafka + 1 is the KRaft controller)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 30000, 10)
-        ports = {"zookeeper": base, "kafka": base + 2, "controller": base + 3}
-        ports["postgres"] = base + 5
-        if all(_free(p) for p in ports.values()):
-            return ports
-    raise RuntimeError("no free ports found for the test stack")
+    """Free ports in 20000-29999 (the private stack of tests/support picks from
+    31000-32699: the two never collide; kafka + 1 is the KRaft controller)."""
+    return stack_ports(20000, 30000)
 
 
 def listening(port: int) -> bool:

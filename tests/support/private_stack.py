@@ -11,10 +11,8 @@ instance: :func:`acquire` starts it, the last :func:`release` purges it.
 from __future__ import annotations
 
 import os
-import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +21,7 @@ from pathlib import Path
 
 from devstack import as_postgres_prefix, find_pg_bindir, pid_alive, read_pid
 from tests.support.paths import ROOT
+from tests.support.ports import stack_ports
 
 __all__ = ["PrivateStack", "acquire", "pick_ports", "release"]
 
@@ -31,33 +30,10 @@ _instance: PrivateStack | None = None
 _users = 0
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
 def pick_ports() -> dict[str, int]:
-    """Free ports in 31000-32699 (below the ephemeral range; tests/integration/
-    test_stack.py picks from 20000-29999, so the two never collide)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(31000, 32700, 10)
-        ports = {
-            "zookeeper": base,
-            "kafka": base + 2,
-            "controller": base + 3,
-            "postgres": base + 5,
-        }
-        if all(_free(p) for p in ports.values()):
-            return ports
-    raise RuntimeError("no free ports for the private test stack")
+    """Free ports in 31000-32699 (tests/integration/test_stack.py picks from
+    20000-29999, so the two never collide)."""
+    return stack_ports(31000, 32700)
 
 
 class PrivateStack:
