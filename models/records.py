@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import typing
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -105,35 +106,23 @@ class Quake(faust.Record, serializer="json", coerce=True):
 #: (the sink's statement, the read API, the replay frames).
 QUAKE_FIELDS: tuple[str, ...] = record_fields(Quake)
 
+
+def _field_types(record: type[faust.Record]) -> dict[str, tuple[type, bool]]:
+    """Each field's coerced type and whether it is required, from its annotation
+    (``float | None``: a float, optional)."""
+    types: dict[str, tuple[type, bool]] = {}
+    for name, hint in typing.get_type_hints(record).items():
+        if name not in QUAKE_FIELDS:
+            continue
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        types[name] = (args[0], False) if args else (hint, True)
+    return types
+
+
 #: The exact Python type of each ``Quake`` field after coercion.
-_QUAKE_TYPES: dict[str, type] = {
-    "id": str,
-    "time": datetime,
-    "updated": datetime,
-    "longitude": float,
-    "latitude": float,
-    "depth": float,
-    "magnitude": float,
-    "mag_type": str,
-    "place": str,
-    "status": str,
-    "event_type": str,
-    "tsunami": bool,
-    "significance": int,
-    "url": str,
-    "felt": int,
-    "cdi": float,
-    "mmi": float,
-    "alert": str,
-    "net": str,
-    "code": str,
-    "title": str,
-    "fetched_at": datetime,
-    "source_url": str,
-    "raw_partition": int,
-    "raw_offset": int,
-}
-_QUAKE_REQUIRED = frozenset(("id", "time", "updated", "longitude", "latitude", "depth"))
+_QUAKE_FIELD_TYPES = _field_types(Quake)
+_QUAKE_TYPES = {name: kind for name, (kind, _) in _QUAKE_FIELD_TYPES.items()}
+_QUAKE_REQUIRED = frozenset(n for n, (_, req) in _QUAKE_FIELD_TYPES.items() if req)
 #: What faust writes after a Record's fields (``Record.dumps``, metadata on).
 _QUAKE_META = {"ns": f"{Quake.__module__}.{Quake.__qualname__}"}
 #: faust-streaming's orjson options (``faust.utils.json.dumps``).
