@@ -116,6 +116,37 @@ class Settings:
     #: the newest).
     dedup_retention_days: float = 30.0
     redrive_token: Secret = field(default_factory=lambda: Secret(""))
+    # --- activity windows and alerts (Faust tables on the clean topic)
+    #: Clean events re-keyed by region cell (the activity tables' source topic).
+    topic_activity: str = "earthquakes.activity"
+    #: Alerts (``models.alerts.Alert`` JSON), keyed by the alert's id.
+    topic_alerts: str = "earthquakes.alerts"
+    #: An event of at least this magnitude alerts (rule ``magnitude``).
+    alert_min_magnitude: float = 6.0
+    #: A region's hourly count above this many times its trailing 24-hour hourly
+    #: mean alerts (rule ``surge``) ...
+    alert_surge_factor: float = 5.0
+    #: ... when the hour has at least this many events (one event in a quiet cell
+    #: is no surge).
+    alert_surge_min_count: int = 5
+    #: Alerts are POSTed here as JSON when set (http or https; may hold credentials,
+    #: so it is a secret and logged redacted).
+    alert_webhook_url: Secret = field(default_factory=lambda: Secret(""))
+    alert_webhook_timeout_seconds: float = 10.0
+    #: Attempts per delivery round (with backoff) before the alert waits for the
+    #: next round with its last error kept.
+    alert_webhook_max_retries: int = 4
+    #: Seconds between delivery rounds of alerts not yet delivered.
+    alert_webhook_retry_seconds: float = 60.0
+    # --- backfill from the USGS FDSN event service
+    backfill_url: str = "https://earthquake.usgs.gov/fdsnws/event/1"
+    #: Requests per second to the event service (at most).
+    backfill_requests_per_second: float = 2.0
+    #: Events per second the backfill produces to the raw topic (at most), so the
+    #: live path keeps its latency.
+    backfill_events_per_second: float = 500.0
+    #: Most events one query may return (the service answers 400 above 20,000).
+    backfill_max_events_per_query: int = 20000
     jupyter_token: Secret = field(default_factory=lambda: Secret(""))
 
     # ------------------------------------------------------------------ derived
@@ -241,6 +272,38 @@ def _check_database_url(url: str) -> None:
     del port
 
 
+def _check_http_url(env: str, url: str, *, secret: bool) -> None:
+    """An absolute http(s) URL with a host; a secret one is never echoed."""
+    shown = "the value" if secret else repr(redact_url(url))
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(
+            f"{env}: {shown} is not a URL; use http(s)://host[:port]/path"
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{env}: {shown} must be an http or https URL with a host, "
+            "e.g. https://hooks.example.com/streamapp"
+        )
+
+
+def _check_alert_settings(s: Settings) -> None:
+    _check_positive("ALERT_MIN_MAGNITUDE", s.alert_min_magnitude, -2.0)
+    _check_positive("ALERT_SURGE_FACTOR", s.alert_surge_factor, 1.0)
+    _check_positive("ALERT_SURGE_MIN_COUNT", s.alert_surge_min_count, 1)
+    _check_positive(
+        "ALERT_WEBHOOK_TIMEOUT_SECONDS", s.alert_webhook_timeout_seconds, 0.1
+    )
+    _check_positive("ALERT_WEBHOOK_MAX_RETRIES", s.alert_webhook_max_retries, 1)
+    _check_positive("ALERT_WEBHOOK_RETRY_SECONDS", s.alert_webhook_retry_seconds, 0.1)
+    if s.alert_webhook_url:
+        _check_http_url(
+            "ALERT_WEBHOOK_URL", s.alert_webhook_url.get_secret_value(), secret=True
+        )
+
+
 def _validate(s: Settings) -> None:
     _check_choice("KAFKA_MODE", s.kafka_mode, KAFKA_MODES)
     if s.app_mode:
@@ -271,15 +334,18 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"POSTGRES_SCHEMA={s.postgres_schema!r} must be a lower-case SQL identifier"
         )
-    for env, topic in (
-        ("TOPIC_RAW", s.topic_raw),
-        ("TOPIC_CLEAN", s.topic_clean),
-        ("TOPIC_DEAD_LETTER", s.topic_dead_letter),
-    ):
+    topics = {
+        "TOPIC_RAW": s.topic_raw,
+        "TOPIC_CLEAN": s.topic_clean,
+        "TOPIC_DEAD_LETTER": s.topic_dead_letter,
+        "TOPIC_ACTIVITY": s.topic_activity,
+        "TOPIC_ALERTS": s.topic_alerts,
+    }
+    for env, topic in topics.items():
         if not _TOPIC.match(topic):
             raise ConfigError(f"{env}={topic!r} is not a valid Kafka topic name")
-    if len({s.topic_raw, s.topic_clean, s.topic_dead_letter}) != 3:
-        raise ConfigError("TOPIC_RAW, TOPIC_CLEAN and TOPIC_DEAD_LETTER must differ")
+    if len(set(topics.values())) != len(topics):
+        raise ConfigError(f"{', '.join(topics)} must differ")
     _check_positive("TOPIC_PARTITIONS", s.topic_partitions)
     _check_positive("TOPIC_REPLICATION_FACTOR", s.topic_replication_factor)
     _check_positive("SINK_BATCH_SIZE", s.sink_batch_size)
@@ -295,6 +361,13 @@ def _validate(s: Settings) -> None:
             f"KAFKA_WAIT_SECONDS={s.kafka_wait_seconds!r} must be 0 (wait for ever) "
             "or more"
         )
+    _check_alert_settings(s)
+    _check_positive(
+        "BACKFILL_REQUESTS_PER_SECOND", s.backfill_requests_per_second, 0.001
+    )
+    _check_positive("BACKFILL_EVENTS_PER_SECOND", s.backfill_events_per_second, 0.001)
+    _check_positive("BACKFILL_MAX_EVENTS_PER_QUERY", s.backfill_max_events_per_query)
+    _check_http_url("BACKFILL_URL", s.backfill_url, secret=False)
     if s.source == "replay" and not s.replay_path.is_file():
         raise ConfigError(f"REPLAY_FILE={str(s.replay_path)!r} does not exist")
 

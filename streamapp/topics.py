@@ -9,7 +9,14 @@ from faust.types import AppT, Message
 
 from streamapp.app import app, settings
 
-__all__ = ["RawBytes", "clean_topic", "dead_letter_topic", "raw_topic"]
+__all__ = [
+    "RawBytes",
+    "activity_topic",
+    "alerts_topic",
+    "clean_topic",
+    "dead_letter_topic",
+    "raw_topic",
+]
 
 
 class RawBytes(faust.Schema):
@@ -59,6 +66,23 @@ clean_topic = app.topic(
 #: Rejected messages (``models.records.DeadLetter`` JSON) with the original bytes.
 dead_letter_topic = app.topic(
     settings.topic_dead_letter,
+    schema=RawBytes(),
+    partitions=settings.topic_partitions,
+    internal=True,
+)
+
+#: Clean events re-keyed by region cell: the activity tables' source (co-partitioned
+#: with their changelogs, so one worker holds all of a region's windows).
+activity_topic = app.topic(
+    settings.topic_activity,
+    schema=RawBytes(),
+    partitions=settings.topic_partitions,
+    internal=True,
+)
+
+#: Alerts (``models.alerts.Alert`` JSON), keyed by the alert's id.
+alerts_topic = app.topic(
+    settings.topic_alerts,
     schema=RawBytes(),
     partitions=settings.topic_partitions,
     internal=True,
