@@ -65,7 +65,10 @@ CONTAINER_VALUES = {
     "WEB_PORT": "6066",
     "TOPIC_REPLICATION_FACTOR": "1",
 }
-SECRETS = ("POSTGRES_PASSWORD", "REDRIVE_TOKEN", "JUPYTER_TOKEN", "KAFKA_SASL_PASSWORD")
+#: Every setting typed as a secret (never written into a compose file).
+SECRETS = tuple(
+    f.name.upper() for f in dataclasses.fields(Settings) if f.type in (Secret, "Secret")
+)
 _VAR = re.compile(
     r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
     r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"

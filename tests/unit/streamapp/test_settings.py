@@ -130,6 +130,20 @@ def test_explicit_database_url_wins() -> None:
         ({"MAX_MESSAGE_BYTES": "1"}, "MAX_MESSAGE_BYTES"),
         ({"MAX_JSON_DEPTH": "1"}, "MAX_JSON_DEPTH"),
         ({"SOURCE": "replay", "REPLAY_FILE": "/nonexistent.geojson"}, "REPLAY_FILE"),
+        ({"TOPIC_ALERTS": "earthquakes.clean"}, "TOPIC_ALERTS"),
+        ({"TOPIC_ACTIVITY": "bad topic"}, "TOPIC_ACTIVITY"),
+        ({"ALERT_MIN_MAGNITUDE": "big"}, "ALERT_MIN_MAGNITUDE"),
+        ({"ALERT_SURGE_FACTOR": "0.5"}, "ALERT_SURGE_FACTOR"),
+        ({"ALERT_SURGE_MIN_COUNT": "0"}, "ALERT_SURGE_MIN_COUNT"),
+        ({"ALERT_WEBHOOK_URL": "ftp://hooks.example.com/x"}, "ALERT_WEBHOOK_URL"),
+        ({"ALERT_WEBHOOK_URL": "hooks.example.com/x"}, "ALERT_WEBHOOK_URL"),
+        ({"ALERT_WEBHOOK_URL": "http://h:99999/x"}, "ALERT_WEBHOOK_URL"),
+        ({"ALERT_WEBHOOK_MAX_RETRIES": "0"}, "ALERT_WEBHOOK_MAX_RETRIES"),
+        ({"ALERT_WEBHOOK_RETRY_SECONDS": "0"}, "ALERT_WEBHOOK_RETRY_SECONDS"),
+        ({"BACKFILL_URL": "file:///etc/passwd"}, "BACKFILL_URL"),
+        ({"BACKFILL_REQUESTS_PER_SECOND": "0"}, "BACKFILL_REQUESTS_PER_SECOND"),
+        ({"BACKFILL_EVENTS_PER_SECOND": "-5"}, "BACKFILL_EVENTS_PER_SECOND"),
+        ({"BACKFILL_MAX_EVENTS_PER_QUERY": "0"}, "BACKFILL_MAX_EVENTS_PER_QUERY"),
     ],
 )
 def test_each_malformed_value_is_a_one_line_config_error(
@@ -147,6 +161,7 @@ SECRETS = {
     "KAFKA_SASL_PASSWORD": "sasl-S3cret-value",
     "REDRIVE_TOKEN": "redrive-S3cret-value",
     "JUPYTER_TOKEN": "jupyter-S3cret-value",
+    "ALERT_WEBHOOK_URL": "https://hook:webhook-S3cret-value@hooks.example.com/x",
 }
 
 
@@ -164,6 +179,21 @@ def test_explicit_database_url_password_is_redacted() -> None:
     s = load_settings(environ={"DATABASE_URL": url}, env_file=None)
     assert "url-S3cret" not in repr(s) + repr(s.public_dict())
     assert s.database_url_redacted == "postgresql://u:***@h:5432/db"
+
+
+def test_webhook_url_is_never_echoed_by_its_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            environ={"ALERT_WEBHOOK_URL": "gopher://u:hook-S3cret@h/x"}, env_file=None
+        )
+    assert "hook-S3cret" not in str(info.value)
+    assert "http or https" in str(info.value)
+
+
+def test_valid_webhook_urls_load() -> None:
+    for url in ("http://127.0.0.1:8080/hook", "https://u:p@hooks.example.com/a?b=c"):
+        s = load_settings(environ={"ALERT_WEBHOOK_URL": url}, env_file=None)
+        assert s.alert_webhook_url.get_secret_value() == url
 
 
 def test_secret_value_not_in_config_error() -> None:
