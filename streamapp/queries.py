@@ -95,7 +95,10 @@ def parse_time(name: str, raw: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+        raise BadRequest(f"{name} is out of range") from None
 
 
 def _float(name: str, raw: str, low: float, high: float) -> float:

@@ -54,6 +54,8 @@ MAX_REDRIVE_BODY = 64 * 1024
 REDRIVE_KEYS = ("kind", "since", "ids", "limit", "dry_run")
 #: Most ids one redrive request may name.
 MAX_REDRIVE_IDS = 10_000
+#: Largest dead-letter id (``bigserial``): a larger one is a 400, not a 500.
+MAX_DEAD_LETTER_ID = 2**63 - 1
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -189,7 +191,12 @@ def parse_redrive_body(body: bytes) -> tuple[RedriveSelection, bool]:
     ids = data.get("ids", [])
     if not isinstance(ids, list) or len(ids) > MAX_REDRIVE_IDS:
         raise BadRequest(f"ids must be a list of at most {MAX_REDRIVE_IDS} numbers")
-    if any(not isinstance(i, int) or isinstance(i, bool) for i in ids):
+    if any(
+        not isinstance(i, int)
+        or isinstance(i, bool)
+        or not 1 <= i <= MAX_DEAD_LETTER_ID
+        for i in ids
+    ):
         raise BadRequest("ids must be positive whole numbers")
     limit = data.get("limit", 10_000)
     if not isinstance(limit, int) or isinstance(limit, bool):

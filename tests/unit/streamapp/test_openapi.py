@@ -17,10 +17,11 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 import streamapp.views
 from models.alerts import RULES
 from streamapp.app import app
+from streamapp.exceptions import BadRequest
 from streamapp.openapi import openapi_document
-from streamapp.queries import API_MAX_LIMIT, ERROR_KINDS, QUAKE_API_COLUMNS
+from streamapp.queries import API_MAX_LIMIT, ERROR_KINDS, QUAKE_API_COLUMNS, parse_time
 from streamapp.stats import COUNTERS
-from streamapp.views.api import REDRIVE_KEYS
+from streamapp.views.api import REDRIVE_KEYS, parse_redrive_body
 from streamapp.views.openapi import openapi_json
 
 METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
@@ -130,3 +131,18 @@ def test_redrive_documents_the_bearer_scheme(doc: dict[str, Any]) -> None:
 
 def test_the_served_bytes_are_the_document(doc: dict[str, Any]) -> None:
     assert json.loads(openapi_json()) == doc
+
+
+# What the schema-driven fuzz test (tests/e2e/test_openapi.py) found: each was a 500.
+def test_a_time_out_of_range_once_made_utc_is_a_bad_request() -> None:
+    for raw in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        with pytest.raises(BadRequest, match="since is out of range"):
+            parse_time("since", raw)
+
+
+def test_a_redrive_id_above_bigint_is_a_bad_request() -> None:
+    for ids in ([2**63], [2**64, 1], [0]):
+        with pytest.raises(BadRequest, match="positive whole numbers"):
+            parse_redrive_body(json.dumps({"ids": ids}).encode())
+    selection, _ = parse_redrive_body(b'{"ids": [9223372036854775807]}')
+    assert selection.ids == (2**63 - 1,)
