@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,8 @@ import faust
 from models.alerts import RULES, Alert
 from models.records import Quake
 from streamapp import __version__
+from streamapp.backfill.progress import RunState
+from streamapp.backfill.status import RUNS_SHOWN
 from streamapp.faust_ext.records import record_fields
 from streamapp.queries import (
     API_DEFAULT_LIMIT,
@@ -238,16 +241,38 @@ def _stats() -> dict[str, Any]:
     props["last_fetch_at"] = _nullable(_time("when the source was last polled"))
     props["last_fetch_result"] = {"type": ["string", "null"]}
     props["uptime_seconds"] = {"type": "number", "minimum": 0}
-    required = list(props)
     props["backfill"] = {
-        "type": ["object", "null"],
-        "description": "the progress of the last backfill (null: none ran)",
+        "anyOf": [_ref("Backfill"), {"type": "null"}],
+        "description": "the latest backfill runs (null: no backfill ever ran)",
     }
     return _object(
         props,
-        required=required,
-        additional=True,
         description="The pipeline counters of this worker (the ones it logs).",
+    )
+
+
+def _backfill() -> dict[str, Any]:
+    hints = typing.get_type_hints(RunState)
+    props: dict[str, Any] = {}
+    for item in dataclasses.fields(RunState):
+        hint = hints[item.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        base = args[0] if type(None) in typing.get_args(hint) else hint
+        if typing.get_origin(base) is tuple:
+            schema: dict[str, Any] = {"type": "array", "items": {"type": "number"}}
+        else:
+            schema = _json_type(base)
+        props[item.name] = _nullable(schema) if base is not hint else schema
+    props["fraction_done"] = {"type": "number", "minimum": 0, "maximum": 1}
+    props["state"] = {"type": "string", "enum": ["running", "failed", "finished"]}
+    run = _object(props, description="One backfill run (its progress row).")
+    return _object(
+        {
+            "latest": run,
+            "runs": {"type": "array", "items": run, "maxItems": RUNS_SHOWN},
+            "read_at": _nullable(_time("when the progress table was read")),
+        },
+        description="Backfill progress, most recent run first.",
     )
 
 
@@ -271,7 +296,7 @@ def _health() -> dict[str, Any]:
 
 def _redrive_request() -> dict[str, Any]:
     # Imported late: streamapp.views.api builds the Faust app.
-    from streamapp.views.api import MAX_REDRIVE_IDS, REDRIVE_KEYS
+    from streamapp.views.api import MAX_DEAD_LETTER_ID, MAX_REDRIVE_IDS, REDRIVE_KEYS
 
     types: dict[str, dict[str, Any]] = {
         "kind": {"type": "string", "enum": list(ERROR_KINDS)},
@@ -282,7 +307,7 @@ def _redrive_request() -> dict[str, Any]:
         },
         "ids": {
             "type": "array",
-            "items": _int(minimum=1),
+            "items": _int(minimum=1, maximum=MAX_DEAD_LETTER_ID),
             "maxItems": MAX_REDRIVE_IDS,
             "description": "dead-letter ids",
         },
@@ -355,6 +380,18 @@ def _redrive_result() -> dict[str, Any]:
             },
         },
         description="What a redrive did (or, in a dry run, would do).",
+    )
+
+
+def _redrive_refused() -> dict[str, Any]:
+    result = _redrive_result()
+    return _object(
+        {
+            "error": {"type": "string"},
+            "status": {"const": 409},
+            **result["properties"],
+        },
+        description="Ids were named and none of them can be redriven.",
     )
 
 
@@ -440,6 +477,7 @@ def _schemas() -> dict[str, Any]:
         "DeadLetterPage": _page("DeadLetter", "Dead letters, newest first."),
         "LagReport": _lag_report(),
         "Stats": _stats(),
+        "Backfill": _backfill(),
         "Health": _health(),
         "Activity": _activity(),
         "ActivityPage": _activity_page(),
@@ -453,20 +491,7 @@ def _schemas() -> dict[str, Any]:
         ),
         "RedriveRequest": _redrive_request(),
         "RedriveResult": _redrive_result(),
-        "RedriveRefused": {
-            "allOf": [
-                _ref("RedriveResult"),
-                {
-                    "type": "object",
-                    "properties": {
-                        "error": {"type": "string"},
-                        "status": {"const": 409},
-                    },
-                    "required": ["error", "status"],
-                },
-            ],
-            "description": "Named ids of which none can be redriven.",
-        },
+        "RedriveRefused": _redrive_refused(),
         "Error": _error(),
     }
 
