@@ -236,13 +236,11 @@ class ProgressStore:
     def _update(self, run_id: int, assignments: str, args: tuple[Any, ...]) -> RunState:
         # ``assignments`` is one of this class's literals, never outside input.
         with self._tx("backfill progress") as cur:
-            cur.execute(
-                sql.SQL("UPDATE {} SET ")
-                + sql.SQL(assignments)
-                + sql.SQL(", updated_at = now() WHERE id = %s RETURNING ")
-                + sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
-                (*args, run_id),
-            )
+            statement = sql.SQL(
+                "UPDATE {} SET " + assignments + ", updated_at = now()"
+                " WHERE id = %s RETURNING {}"
+            ).format(self.table, sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)))
+            cur.execute(statement, (*args, run_id))
             row = cur.fetchone()
         if row is None:
             raise KeyError(f"no backfill run {run_id}")

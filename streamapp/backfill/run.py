@@ -206,7 +206,7 @@ class Backfill:
         summary.state = state
         self._report(summary, started, target)
         while cursor < until:
-            end = min(until, cursor + width)
+            end = min(until, _whole_ms(cursor + width))
             window = self.params.window().part(cursor, end)
             try:
                 page = await self.client.query(window)
@@ -308,3 +308,8 @@ class Backfill:
                 handled=in_flight,
             )
         )
+
+
+def _whole_ms(when: datetime) -> datetime:
+    """``when`` rounded down to the millisecond (the service's time resolution)."""
+    return when.replace(microsecond=when.microsecond - when.microsecond % 1000)
