@@ -9,12 +9,17 @@
   var QUAKE_LIMIT = 500;      // events behind the histogram and the map
   var RECENT_ROWS = 12;
   var DEAD_ROWS = 12;
+  var HOT_ROWS = 10;          // hottest region-days
+  var ALERT_ROWS = 10;
   var SVGNS = "http://www.w3.org/2000/svg";
   var COUNTERS = ["fetched", "valid", "invalid", "upserted", "dead_lettered"];
 
   var previous = {};
   var seenQuakes = null;
   var seenLetters = null;
+  var seenAlerts = null;
+  var lastQuakes = [];
+  var hotCells = [];
   var tick = 0;
 
   function $(id) { return document.getElementById(id); }
@@ -177,8 +182,9 @@
       rows.push(tr);
     }
     replaceRows(tbody, rows);
+    lastQuakes = items;
     renderHistogram(items);
-    renderMap(items);
+    renderMap();
   }
 
   function svg(name, attrs, parent) {
@@ -228,12 +234,27 @@
     axis.textContent = "events per 0.5 magnitude";
   }
 
-  function renderMap(items) {
+  function renderMap() {
+    var items = lastQuakes;
     var root = $("map");
     clear(root);
     if (window.STREAMAPP_LAND) {
       svg("path", { d: window.STREAMAPP_LAND, "class": "land" }, root);
     }
+    // The hottest cells under the events: opacity by their share of the top count.
+    var top = Math.max.apply(null, hotCells.map(function (a) { return a.count; }).concat([1]));
+    hotCells.forEach(function (a) {
+      var b = a.bounds;  // [min_lat, min_lon, max_lat, max_lon]
+      var r = svg("rect", {
+        x: b[1] + 180, y: 90 - b[2], width: b[3] - b[1], height: b[2] - b[0],
+        "class": "hot", "fill-opacity": (0.12 + 0.4 * a.count / top).toFixed(2),
+        "data-region": a.region
+      }, root);
+      var title = svg("title", {}, r);
+      title.textContent = a.region + ": " + a.count + " events on " + fmtTime(a.window_start).slice(0, 10);
+      var label = svg("text", { x: b[1] + 180.8, y: 90 - b[2] + 4.5, "class": "hot-label" }, root);
+      label.textContent = a.region;
+    });
     for (var lon = 30; lon < 360; lon += 30) {
       svg("line", { x1: lon, y1: 0, x2: lon, y2: 180, "class": "grat" }, root);
     }
@@ -291,6 +312,80 @@
     replaceRows(tbody, rows);
   }
 
+  // -------------------------------------------------------------- activity
+  function fmtEnergy(joules) {
+    return (joules === null || joules === undefined || !joules) ? "0" : Number(joules).toExponential(2);
+  }
+
+  function fmtMag(m) {
+    return (m === null || m === undefined) ? "\u2013" : Number(m).toFixed(1);
+  }
+
+  function emptyRow(message, span) {
+    var tr = document.createElement("tr");
+    var td = cell(tr, message, "empty");
+    td.colSpan = span;
+    return tr;
+  }
+
+  function renderActivity(page) {
+    var items = (page.items || []).slice(0, HOT_ROWS);
+    var rows = items.map(function (a) {
+      var tr = document.createElement("tr");
+      tr.setAttribute("data-region", a.region);
+      cell(tr, a.region, "region", "lat " + a.bounds[0] + " to " + a.bounds[2] + ", lon " + a.bounds[1] + " to " + a.bounds[3]);
+      cell(tr, fmtTime(a.window_start).slice(0, 10), "time");
+      cell(tr, fmtInt(a.count), "num");
+      cell(tr, fmtMag(a.max_magnitude), "num mag");
+      cell(tr, fmtEnergy(a.energy_joules), "num", "radiated energy, sum of 10^(1.5 M + 4.8) J");
+      cell(tr, a.min_depth_km === null ? "\u2013" :
+        Number(a.min_depth_km).toFixed(0) + "\u2013" + Number(a.max_depth_km).toFixed(0), "num");
+      return tr;
+    });
+    if (!rows.length) {
+      rows.push(emptyRow("no activity yet: each stored event is counted in its 10\u00d710\u00b0 " +
+        "cell per hour and per day; the busiest cell-days of the last 30 days show here", 6));
+    }
+    replaceRows($("activity").tBodies[0], rows);
+    hotCells = items;
+    renderMap();
+  }
+
+  // ---------------------------------------------------------------- alerts
+  function renderAlerts(page) {
+    var known = seenAlerts || {};
+    var next = {};
+    var rows = (page.items || []).slice(0, ALERT_ROWS).map(function (a) {
+      var tr = document.createElement("tr");
+      tr.setAttribute("data-id", a.id);
+      if (seenAlerts && !known[a.id]) { tr.className = "new"; }
+      next[a.id] = true;
+      cell(tr, fmtTime(a.detected_at), "time", "occurred " + fmtTime(a.occurred_at) + " UTC");
+      var ruleTd = document.createElement("td");
+      var badge = document.createElement("span");
+      badge.className = "rule";
+      badge.textContent = a.rule;
+      ruleTd.appendChild(badge);
+      tr.appendChild(ruleTd);
+      cell(tr, a.summary, "summary", a.summary + (a.url ? "\n" + a.url : ""));
+      var d = a.delivery || {};
+      var text = d.status || "?";
+      if (d.status === "failing" || (d.status === "pending" && d.attempts)) {
+        text += " (" + d.attempts + " attempts)";
+      }
+      var td = cell(tr, text, "delivery " + (d.status || ""),
+        d.last_error ? "last error: " + d.last_error : (d.delivered_at ? "delivered " + fmtTime(d.delivered_at) + " UTC" : ""));
+      td.setAttribute("data-status", d.status || "");
+      return tr;
+    });
+    seenAlerts = next;
+    if (!rows.length) {
+      rows.push(emptyRow("no alerts yet: an event of magnitude \u2265 ALERT_MIN_MAGNITUDE, a tsunami " +
+        "flag, an orange or red PAGER level, or a region's hourly surge raises one", 4));
+    }
+    replaceRows($("alerts").tBodies[0], rows);
+  }
+
   // ---------------------------------------------------------------------- loop
   function refresh() {
     var slow = tick % SLOW_EVERY === 0;
@@ -302,6 +397,8 @@
     if (slow) {
       jobs.push(fetchJSON("/api/earthquakes?limit=" + QUAKE_LIMIT).then(renderQuakes));
       jobs.push(fetchJSON("/api/dead-letters?limit=" + DEAD_ROWS).then(renderDeadLetters));
+      jobs.push(fetchJSON("/api/activity?window=1d&order=count&limit=" + HOT_ROWS).then(renderActivity));
+      jobs.push(fetchJSON("/api/alerts?limit=" + ALERT_ROWS).then(renderAlerts));
     }
     return Promise.all(jobs.map(function (job) {
       return job.then(function () { return null; }, function (err) { return err; });

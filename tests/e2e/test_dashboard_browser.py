@@ -25,6 +25,13 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
 CHROMIUM = "/usr/bin/chromium"
+TOPICS = (
+    "TOPIC_RAW",
+    "TOPIC_CLEAN",
+    "TOPIC_DEAD_LETTER",
+    "TOPIC_ACTIVITY",
+    "TOPIC_ALERTS",
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -42,8 +49,14 @@ def deployment(
     isolated_env: dict[str, str], stack_ready: Settings, kafka_admin: KafkaAdmin
 ) -> Iterator[dict[str, str]]:
     """The isolated environment with its topics created and its schema migrated."""
-    env = {**isolated_env, "SOURCE": "replay"}
-    for key in ("TOPIC_RAW", "TOPIC_CLEAN", "TOPIC_DEAD_LETTER"):
+    app_id = isolated_env["APP_ID"]
+    env = {
+        **isolated_env,
+        "SOURCE": "replay",
+        "TOPIC_ACTIVITY": f"{app_id}.activity",
+        "TOPIC_ALERTS": f"{app_id}.alerts",
+    }
+    for key in TOPICS:
         kafka_admin.create_topic(env[key], partitions=stack_ready.topic_partitions)
     settings = dataclasses.replace(stack_ready, postgres_schema=env["POSTGRES_SCHEMA"])
     migrate(settings)
@@ -176,6 +189,49 @@ def test_dashboard_shows_the_live_pipeline(
                 worker,
             )
             assert "not_json" in page.inner_text("#kinds")
+
+            # The hottest regions: the busiest cell-days, outlined on the map.
+            with urllib.request.urlopen(
+                f"{base}/api/activity?window=1d&order=count&limit=10"
+            ) as resp:
+                hottest = json.loads(resp.read())["items"]
+            assert hottest, "the replayed capture makes activity windows"
+            wait_for(
+                "the hottest region in the activity table",
+                lambda: page.query_selector(
+                    f'#activity tbody tr[data-region="{hottest[0]["region"]}"]'
+                ),
+                worker,
+            )
+            top_cells = [
+                c.inner_text()
+                for c in page.query_selector_all("#activity tbody tr:first-child td")
+            ]
+            assert top_cells[0] == hottest[0]["region"]
+            assert number(top_cells[2]) == hottest[0]["count"]
+            assert page.query_selector(
+                f'#map rect.hot[data-region="{hottest[0]["region"]}"]'
+            )
+
+            # The latest alert, with its rule, summary and delivery status.
+            def latest_alert() -> Any:
+                with urllib.request.urlopen(f"{base}/api/alerts?limit=1") as resp:
+                    items = json.loads(resp.read())["items"]
+                return items[0] if items else None
+
+            # The capture's M 7.4 (tsunami flag set) alerts with the default rules.
+            alert = wait_for("an alert from the capture", latest_alert, worker)
+            wait_for(
+                "the latest alert in the alerts table",
+                lambda: page.query_selector(
+                    f'#alerts tbody tr[data-id="{alert["id"]}"]'
+                ),
+                worker,
+            )
+            row_text = page.inner_text(f'#alerts tbody tr[data-id="{alert["id"]}"]')
+            assert alert["rule"] in row_text and alert["summary"] in row_text
+            assert alert["delivery"]["status"] == "off"  # no ALERT_WEBHOOK_URL here
+            assert "off" in row_text
 
             # Lag per topic is listed; wait for the group to catch up for the picture.
             wait_for(

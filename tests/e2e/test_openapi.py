@@ -45,6 +45,13 @@ from tests.support.workers import Worker
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 TOKEN = uuid.uuid4().hex
+TOPICS = (
+    "TOPIC_RAW",
+    "TOPIC_CLEAN",
+    "TOPIC_DEAD_LETTER",
+    "TOPIC_ACTIVITY",
+    "TOPIC_ALERTS",
+)
 #: Generated requests per operation and generation mode (valid / invalid input).
 MAX_EXAMPLES = 100
 CHECKS = [
@@ -137,8 +144,8 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     if problems:
         pytest.fail(f"the local stack is not answering: {problems}", pytrace=False)
     admin = KafkaAdmin(stack.kafka_bootstrap_servers, stack)
-    for name in (stack.topic_raw, stack.topic_clean, stack.topic_dead_letter):
-        admin.create_topic(name, partitions=stack.topic_partitions)
+    for key in TOPICS:
+        admin.create_topic(env[key], partitions=stack.topic_partitions)
     migrate(stack)
     _seed_dead_letters(stack)
     log = tmp_path_factory.mktemp("openapi") / "worker.log"
