@@ -23,6 +23,8 @@ attribute where faust has one:
 ``boot``                  :class:`WaitingBootStrategy`: web first, then
                           :class:`WaitForKafka` before the producer
 ``monitor``               :class:`BatchedPrometheusMonitor` (``Monitor=``)
+``tables``                :class:`CopartitionedTable`: changelog partition
+                          from part of the key, changelog sends awaited
 ``metadata``              :func:`fetch_cluster`: fresh metadata of all topics
 ``records``               :func:`record_fields`: a Record's field names
 ``versions``              :func:`check_versions`
@@ -57,6 +59,7 @@ from streamapp.faust_ext.topic_watch import (
     missing_topics,
     refresh_missing_topics,
 )
+from streamapp.faust_ext.tables import CopartitionedTable, partition_of
 from streamapp.faust_ext.transport import DurableTransport, StreamApp
 from streamapp.faust_ext.versions import (
     SUPPORTED_VERSIONS,
@@ -74,6 +77,7 @@ __all__ = [
     "Batch",
     "BatchReceiver",
     "BatchedPrometheusMonitor",
+    "CopartitionedTable",
     "DurableProducer",
     "DurableTransport",
     "GaplessConsumer",
@@ -87,6 +91,7 @@ __all__ = [
     "check_versions",
     "fetch_cluster",
     "missing_topics",
+    "partition_of",
     "publish_faust_sensor",
     "receive_batches",
     "record_fields",

@@ -14,6 +14,12 @@ only once acked and with nothing unacked below it; a batch fetched before a
 rebalance is dropped unacked (the rebalance seeks every partition back to its
 committed offset, so it is fetched again).
 
+Several agents may receive the same topic (fan-out): each gets every batch, the
+same :class:`Batch` object, and its records are acked for the consumer only
+when the last of them acks it (:attr:`Batch.pending`). A batch one of them
+drops as stale stays unacked and is fetched again after the rebalance's seek;
+an agent that handled it already sees it again (every consumer is idempotent).
+
 The agent stays a faust agent (``@app.agent(topic)``): faust declares and
 subscribes its topic; only the delivery changes. Can go when faust has a batch
 delivery of its own.
@@ -65,15 +71,23 @@ class Record(Protocol):
 
 
 class Batch:
-    """The records one fetch returned for one partition, in offset order."""
+    """The records one fetch returned for one partition, in offset order.
 
-    __slots__ = ("generation", "records", "tp")
+    ``pending`` is how many receivers have yet to ack it (one per agent reading
+    the topic); the consumer acks its records when it reaches 0.
+    """
 
-    def __init__(self, tp: TP, records: Sequence[Any], generation: int) -> None:
+    __slots__ = ("generation", "pending", "records", "tp")
+
+    def __init__(
+        self, tp: TP, records: Sequence[Any], generation: int, pending: int = 1
+    ) -> None:
         self.tp = tp
         self.records = records
         #: The consumer generation the batch was fetched in.
         self.generation = generation
+        #: Receivers that have not acked it yet.
+        self.pending = pending
 
     def __len__(self) -> int:
         return len(self.records)
@@ -89,10 +103,11 @@ class Received:
     ``records`` are the batches' records in order (per partition by offset).
     """
 
-    __slots__ = ("_consumer", "batches", "records")
+    __slots__ = ("_acked", "_consumer", "batches", "records")
 
     def __init__(self, consumer: GaplessConsumer, batches: Sequence[Batch]) -> None:
         self._consumer = consumer
+        self._acked = False
         self.batches = batches
         self.records: list[Record] = [r for b in batches for r in b.records]
 
@@ -100,7 +115,12 @@ class Received:
         return len(self.records)
 
     def ack(self) -> int:
-        """Ack every record (after the output is safe); returns how many were new."""
+        """Ack every record (after the output is safe); returns how many were new
+        (0 while another agent reading the same topic has not acked them yet).
+        Acking again is a no-op: each agent counts once per batch."""
+        if self._acked:
+            return 0
+        self._acked = True
         ack = self._consumer.ack_batch
         return sum(ack(batch) for batch in self.batches)
 

@@ -79,8 +79,9 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         self.holes: dict[Any, tuple[int, float]] = {}
         #: tp -> first offset of an assigned partition nobody has committed yet.
         self.start_offsets: dict[Any, int] = {}
-        #: topic -> the agent receiving its records a batch at a time.
-        self.receivers: dict[str, BatchReceiver] = {}
+        #: topic -> the agents receiving its records a batch at a time (each gets
+        #: every batch; an offset is acked once all of them acked it).
+        self.receivers: dict[str, list[BatchReceiver]] = {}
 
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]
@@ -166,22 +167,34 @@ class GaplessConsumer(aiokafka_driver.Consumer):
 
     # ------------------------------------------------------------ batch path
     def add_receiver(self, receiver: BatchReceiver) -> None:
-        """Deliver the records of ``receiver.topics`` to it, a fetch at a time."""
+        """Deliver the records of ``receiver.topics`` to it, a fetch at a time
+        (besides any other receiver of the same topics: each gets every batch)."""
         for topic in receiver.topics:
-            self.receivers[topic] = receiver
+            listed = self.receivers.setdefault(topic, [])
+            if receiver not in listed:
+                listed.append(receiver)
 
     def remove_receiver(self, receiver: BatchReceiver) -> None:
         """Stop delivering to ``receiver``."""
         for topic in receiver.topics:
-            if self.receivers.get(topic) is receiver:
-                del self.receivers[topic]
+            listed = self.receivers.get(topic)
+            if listed is not None and receiver in listed:
+                listed.remove(receiver)
+                if not listed:
+                    del self.receivers[topic]
 
     def ack_batch(self, batch: Batch) -> int:
-        """Ack every record of ``batch`` (what ``ack`` does per message).
+        """One receiver's ack of ``batch``; the last one acks every record (what
+        ``ack`` does per message).
 
-        Offsets below the committed offset or already acked are skipped, as
-        faust's ``Consumer.ack`` skips them; returns how many were new.
+        While other receivers of the topic have not acked it, nothing is acked
+        and 0 is returned. Offsets below the committed offset or already acked
+        are skipped, as faust's ``Consumer.ack`` skips them; returns how many
+        were new.
         """
+        batch.pending -= 1
+        if batch.pending > 0:
+            return 0
         tp = batch.tp
         new = 0
         with ack_lock:
@@ -204,10 +217,15 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         return new
 
     async def _deliver_batch(
-        self, receiver: BatchReceiver, tp: Any, records: list[Any], generation: int
+        self,
+        receivers: list[BatchReceiver],
+        tp: Any,
+        records: list[Any],
+        generation: int,
     ) -> bool:
-        """Queue the new records of one partition's fetch; False if a rebalance
-        overtook the delivery (the batch is stale: the seek owns the offsets)."""
+        """Queue the new records of one partition's fetch, one :class:`Batch` to
+        every receiver of the topic; False if a rebalance overtook the delivery
+        (the batch is stale: the seek owns the offsets)."""
         read_offset = self._read_offset
         committed = self._committed_offset[tp]
         acked_index = self._acked_index[tp]
@@ -225,16 +243,17 @@ class GaplessConsumer(aiokafka_driver.Consumer):
             )
         ]
         if fresh:
-            batch = Batch(tp, fresh, generation)
-            if self.suspend_flow.is_set():
-                await self.wait_first(receiver.put(batch), self.suspend_flow.wait())
-                return False
-            await receiver.put(batch)
-            if (
-                self.suspend_flow.is_set()
-                or self.app.consumer_generation_id != generation
-            ):
-                return False
+            batch = Batch(tp, fresh, generation, pending=len(receivers))
+            for receiver in receivers:
+                if self.suspend_flow.is_set():
+                    await self.wait_first(receiver.put(batch), self.suspend_flow.wait())
+                    return False
+                await receiver.put(batch)
+                if (
+                    self.suspend_flow.is_set()
+                    or self.app.consumer_generation_id != generation
+                ):
+                    return False
             count_in = getattr(self.app.monitor, "count_batch_in", None)
             if count_in is not None:
                 count_in(tp, len(fresh), fresh[-1].offset)
@@ -265,9 +284,10 @@ class GaplessConsumer(aiokafka_driver.Consumer):
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         """Hand every fetched message on, without a task per message.
 
-        The records of a topic with a batch receiver (:func:`receive_batches`) go
-        to it a partition's fetch at a time (:meth:`_deliver_batch`); every other
-        record goes to faust's conductor one message at a time, as in faust.
+        The records of a topic with batch receivers (:func:`receive_batches`) go
+        to each of them a partition's fetch at a time (:meth:`_deliver_batch`);
+        every other record goes to faust's conductor one message at a time, as in
+        faust.
 
         faust-streaming 0.15.3 delivers each message with
         ``await self.wait_first(callback(message), self.suspend_flow.wait())``: four
@@ -318,8 +338,8 @@ class GaplessConsumer(aiokafka_driver.Consumer):
                             or tp in self._buffered_partitions
                         ):
                             continue
-                        receiver = receivers.get(tp.topic)
-                        if receiver is None:
+                        listed = receivers.get(tp.topic)
+                        if not listed:
                             single[tp] = tp_records
                             continue
                         if not self.flow_active or (
@@ -328,7 +348,7 @@ class GaplessConsumer(aiokafka_driver.Consumer):
                             break
                         app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                         if not await self._deliver_batch(
-                            receiver, tp, tp_records, generation
+                            listed, tp, tp_records, generation
                         ):
                             break
                         if commit_every is not None and self._n_acked >= commit_every:

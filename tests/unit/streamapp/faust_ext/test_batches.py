@@ -197,3 +197,107 @@ def test_take_drops_batches_while_a_rebalance_suspends_the_flow() -> None:
     assert receiver._fresh(receiver.queue.get_nowait()) is True
     receiver.clear()
     assert receiver.dropped == 1
+
+
+def _drain_fan_out(
+    consumer: GaplessConsumer,
+    monkeypatch: pytest.MonkeyPatch,
+    fetched: dict[TP, list[Any]],
+    receivers: list[BatchReceiver],
+) -> None:
+    for extra in receivers[1:]:
+        consumer.add_receiver(extra)
+    try:
+        drain_to_receiver_keep(consumer, monkeypatch, fetched, receivers[0])
+    finally:
+        for extra in receivers[1:]:
+            consumer.remove_receiver(extra)
+
+
+def drain_to_receiver_keep(
+    consumer: GaplessConsumer,
+    monkeypatch: pytest.MonkeyPatch,
+    fetched: dict[TP, list[Any]],
+    receiver: BatchReceiver,
+) -> None:
+    """One fetch through ``_drain_messages``; the batches stay queued."""
+    fetcher = _Fetcher()
+
+    async def fetch(wait: float) -> Any:
+        fetcher._stopped.flag = True
+        return fetched, None, consumer.app.consumer_generation_id
+
+    patch_fetch(consumer, monkeypatch, fetch)
+    monkeypatch.setattr(consumer, "_commit_every", None)
+    consumer.add_receiver(receiver)
+    try:
+        asyncio.run(consumer._drain_messages(fetcher))  # type: ignore[arg-type]
+    finally:
+        consumer.remove_receiver(receiver)
+
+
+def test_every_receiver_of_a_topic_gets_each_batch_and_the_last_ack_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = fresh_consumer()
+    consumer.suspend_flow.clear()
+    consumer._read_offset[RAW] = None
+    consumer._committed_offset[RAW] = 0
+    store = BatchReceiver(app, ["raw"])
+    activity = BatchReceiver(app, ["raw"])
+    fetched = {RAW: [record(o) for o in (0, 1, 2)]}
+    _drain_fan_out(consumer, monkeypatch, fetched, [store, activity])
+    assert consumer.receivers == {}
+    first = store.queue.get_nowait()
+    second = activity.queue.get_nowait()
+    assert first is second
+    assert [r.offset for r in first.records] == [0, 1, 2]
+    assert first.pending == 2
+    assert Received(consumer, [first]).ack() == 0  # the other has not acked yet
+    assert consumer._new_offset(RAW) is None
+    assert list(consumer._acked[RAW]) == []
+    assert Received(consumer, [second]).ack() == 3
+    assert consumer._new_offset(RAW) == 3
+
+
+def test_a_batch_one_receiver_drops_as_stale_stays_unacked() -> None:
+    consumer = fresh_consumer()
+    consumer.suspend_flow.clear()
+    consumer._committed_offset[RAW] = 0
+    now = app.consumer_generation_id
+    store = BatchReceiver(app, ["raw"])
+    activity = BatchReceiver(app, ["raw"])
+    stale = Batch(RAW, [record(0), record(1)], now - 1, pending=2)
+    _fill(store, stale)
+    _fill(activity, stale)
+    # One agent took it before the rebalance (and acks it); the other finds it
+    # stale now and drops it: the records stay unacked, fetched again.
+    assert Received(consumer, [stale]).ack() == 0
+    assert activity._fresh(activity.queue.get_nowait()) is False
+    assert consumer._new_offset(RAW) is None
+    assert list(consumer._acked[RAW]) == []
+
+
+def test_a_received_acks_once_however_often_it_is_called() -> None:
+    consumer = fresh_consumer()
+    consumer._committed_offset[RAW] = 0
+    batch = Batch(RAW, [record(0)], 0, pending=2)
+    received = Received(consumer, [batch])
+    assert received.ack() == 0
+    assert received.ack() == 0  # the same agent again: still one ack pending
+    assert batch.pending == 1
+    assert consumer._new_offset(RAW) is None
+
+
+def test_removing_one_receiver_keeps_the_others() -> None:
+    consumer = fresh_consumer()
+    first = BatchReceiver(app, ["raw", "clean"])
+    second = BatchReceiver(app, ["clean"])
+    consumer.add_receiver(first)
+    consumer.add_receiver(second)
+    consumer.add_receiver(second)  # once only
+    assert consumer.receivers == {"raw": [first], "clean": [first, second]}
+    consumer.remove_receiver(first)
+    assert consumer.receivers == {"clean": [second]}
+    consumer.remove_receiver(second)
+    assert consumer.receivers == {}
