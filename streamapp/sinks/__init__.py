@@ -4,11 +4,13 @@
   :class:`Rejected`) with the retry and bisection policy;
 * :mod:`streamapp.sinks.copy`: PostgreSQL's COPY text format;
 * :mod:`streamapp.sinks.earthquakes`: the ``earthquakes`` connector;
-* :mod:`streamapp.sinks.dead_letters`: the ``dead_letters`` connector.
+* :mod:`streamapp.sinks.dead_letters`: the ``dead_letters`` connector;
+* :mod:`streamapp.sinks.activity`: the ``activity`` connector.
 """
 
 from __future__ import annotations
 
+from streamapp.sinks.activity import ActivitySink
 from streamapp.sinks.base import Item, Rejected, Sink
 from streamapp.sinks.dead_letters import (
     DEAD_LETTER_TABLE_COLUMNS,
@@ -29,6 +31,7 @@ from streamapp.sinks.earthquakes import (
 __all__ = [
     "DEAD_LETTER_TABLE_COLUMNS",
     "QUAKE_TABLE_COLUMNS",
+    "ActivitySink",
     "DeadLetterSink",
     "Item",
     "QuakeSink",
