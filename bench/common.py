@@ -99,6 +99,8 @@ class Run:
             topic_raw=self.raw,
             topic_clean=self.clean,
             topic_dead_letter=self.dead_letter,
+            topic_activity=f"{self.prefix}.activity",
+            topic_alerts=f"{self.prefix}.alerts",
             postgres_schema=self.schema,
             **changes,
         )
@@ -544,6 +546,8 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
             "TOPIC_RAW": settings.topic_raw,
             "TOPIC_CLEAN": settings.topic_clean,
             "TOPIC_DEAD_LETTER": settings.topic_dead_letter,
+            "TOPIC_ACTIVITY": settings.topic_activity,
+            "TOPIC_ALERTS": settings.topic_alerts,
             "TOPIC_PARTITIONS": str(settings.topic_partitions),
             "POSTGRES_SCHEMA": settings.postgres_schema,
             "SINK_BATCH_SIZE": str(settings.sink_batch_size),

@@ -29,6 +29,8 @@ def isolated_env() -> dict[str, str]:
             "TOPIC_RAW": f"e2e-{tag}.raw",
             "TOPIC_CLEAN": f"e2e-{tag}.clean",
             "TOPIC_DEAD_LETTER": f"e2e-{tag}.dead-letter",
+            "TOPIC_ACTIVITY": f"e2e-{tag}.activity",
+            "TOPIC_ALERTS": f"e2e-{tag}.alerts",
             "POSTGRES_SCHEMA": f"e2e_{tag}",
             "WEB_PORT": str(free_port()),
             "FETCH_INTERVAL_SECONDS": "1",

@@ -59,6 +59,8 @@ class ChaosRun:
             "TOPIC_RAW": f"{self.tag}.raw",
             "TOPIC_CLEAN": f"{self.tag}.clean",
             "TOPIC_DEAD_LETTER": f"{self.tag}.dead-letter",
+            "TOPIC_ACTIVITY": f"{self.tag}.activity",
+            "TOPIC_ALERTS": f"{self.tag}.alerts",
             "POSTGRES_SCHEMA": schema,
             "SOURCE": "usgs",
             "SOURCE_URL": self.feed.url,
