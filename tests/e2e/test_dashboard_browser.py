@@ -49,13 +49,7 @@ def deployment(
     isolated_env: dict[str, str], stack_ready: Settings, kafka_admin: KafkaAdmin
 ) -> Iterator[dict[str, str]]:
     """The isolated environment with its topics created and its schema migrated."""
-    app_id = isolated_env["APP_ID"]
-    env = {
-        **isolated_env,
-        "SOURCE": "replay",
-        "TOPIC_ACTIVITY": f"{app_id}.activity",
-        "TOPIC_ALERTS": f"{app_id}.alerts",
-    }
+    env = {**isolated_env, "SOURCE": "replay"}
     for key in TOPICS:
         kafka_admin.create_topic(env[key], partitions=stack_ready.topic_partitions)
     settings = dataclasses.replace(stack_ready, postgres_schema=env["POSTGRES_SCHEMA"])

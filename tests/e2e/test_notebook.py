@@ -37,6 +37,14 @@ BAD_MESSAGES: list[tuple[bytes | None, bytes]] = [
     (b"bad-schema", b'{"feature": {"id": "bad", "properties": {}}}'),
     (b"bad-array", b"[1, 2, 3]"),
 ]
+WINDOWED = re.compile(
+    r"^WINDOWED_ACTIVITY events=(?P<events>\d+) hourly_windows=(?P<hourly>\d+) "
+    r"daily_windows=(?P<daily>\d+) daily_total=(?P<total>\d+)$",
+    re.MULTILINE,
+)
+COMPARISON = re.compile(
+    r"^ACTIVITY_COMPARISON table=(?P<table>True|False)(?P<rest>.*)$", re.M
+)
 RECONCILIATION = re.compile(
     r"^RECONCILIATION raw=(?P<raw>\d+) clean=(?P<clean>\d+) "
     r"dead_letter=(?P<dead_letter>\d+) table=(?P<table>\d+) "
@@ -57,6 +65,23 @@ def table_count(settings: Settings) -> int:
             return int(row[0]) if row else 0
     except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
         return 0
+    finally:
+        conn.close()
+
+
+def activity_daily_total(settings: Settings) -> int | None:
+    """Events counted in the ``activity`` table's day windows; None: no table."""
+    query = sql.SQL("SELECT coalesce(sum(count), 0) FROM {} WHERE {} = '1d'").format(
+        sql.Identifier(settings.postgres_schema, "activity"), sql.Identifier("window")
+    )
+    conn = psycopg2.connect(settings.database_url.get_secret_value())
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(query)
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+    except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
+        return None
     finally:
         conn.close()
 
@@ -154,6 +179,8 @@ def test_committed_notebook_has_no_outputs() -> None:
     assert all(not c.outputs and c.execution_count is None for c in code)
     tagged(nb, "reconciliation")
     tagged(nb, "magnitude-distribution")
+    tagged(nb, "windowed-activity")
+    tagged(nb, "activity-comparison")
 
 
 def test_notebook_reconciles_a_seeded_stack(
@@ -166,7 +193,13 @@ def test_notebook_reconciles_a_seeded_stack(
     env = {**isolated_env, "SOURCE": "replay", "FETCH_INTERVAL_SECONDS": "1"}
     settings = load_settings(env, env_file=None)
     # Deployed topics exist before the workers start (as in the other e2e tests).
-    for name in (settings.topic_raw, settings.topic_clean, settings.topic_dead_letter):
+    for name in (
+        settings.topic_raw,
+        settings.topic_clean,
+        settings.topic_dead_letter,
+        settings.topic_activity,
+        settings.topic_alerts,
+    ):
         kafka_admin.create_topic(name, partitions=settings.topic_partitions)
     try:
         worker = start_worker(env, "notebook-worker")
@@ -185,6 +218,14 @@ def test_notebook_reconciles_a_seeded_stack(
             worker,
             timeout=120,
         )
+        # Where the worker keeps an activity table, it has counted every event.
+        if activity_daily_total(settings) is not None:
+            wait_for(
+                f"{FEATURES} events in the activity table's day windows",
+                lambda: activity_daily_total(settings) == FEATURES,
+                worker,
+                timeout=120,
+            )
         # The worker keeps running: the notebook must cope with a live pipeline.
         nb = execute_notebook(env, tmp_path / "eda.executed.ipynb")
         worker.assert_alive()
@@ -208,6 +249,20 @@ def test_notebook_reconciles_a_seeded_stack(
     assert int(found["table"]) == FEATURES
     report = json.loads(text[found.end() :])  # the JSON-able dict, printed after it
     assert report["match"] is True and all(report["checks"].values())
+
+    windowed = WINDOWED.search(outputs_text(tagged(nb, "windowed-activity")))
+    assert windowed, outputs_text(tagged(nb, "windowed-activity"))
+    assert int(windowed["events"]) == FEATURES
+    assert int(windowed["total"]) == FEATURES
+    assert 0 < int(windowed["daily"]) <= int(windowed["hourly"])
+    text = outputs_text(tagged(nb, "activity-comparison"))
+    compared = COMPARISON.search(text)
+    assert compared, text
+    if compared["table"] == "True":
+        assert "match=True" in compared["rest"], text
+    assert any(
+        "image/png" in o.get("data", {}) for o in tagged(nb, "activity-plot").outputs
+    )
 
     magnitudes = tagged(nb, "magnitude-distribution")
     assert any("image/png" in o.get("data", {}) for o in magnitudes.outputs)
