@@ -264,10 +264,12 @@ async def deliver_round(
     shown: str = "the webhook",
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     backoff: Callable[[int], float] | None = None,
+    scrub: Callable[[str], str] = str,
 ) -> RoundResult:
     """Up to ``max_attempts`` sends with backoff; stops at the first 2xx, at an
     answer not worth repeating (a 4xx but 408/425/429), or at a ``Retry-After``
-    longer than :data:`MAX_ROUND_WAIT_SECONDS`."""
+    longer than :data:`MAX_ROUND_WAIT_SECONDS`. Errors pass through ``scrub``
+    before they are logged or returned."""
     delay_of = backoff or (
         lambda n: backoff_delay(n, BACKOFF_INITIAL_SECONDS, BACKOFF_MAX_SECONDS)
     )
@@ -282,7 +284,7 @@ async def deliver_round(
                 )
             return RoundResult(True, attempt)
         deliveries.labels(outcome="failed").inc()
-        error = answer.error or f"HTTP {answer.status}"
+        error = scrub(answer.error or f"HTTP {answer.status}")
         if attempt == max_attempts or not answer.retryable:
             break
         delay = delay_of(attempt)
@@ -402,6 +404,7 @@ class WebhookOutbox:
             max_attempts=self.max_attempts,
             shown=self.target.shown,
             sleep=self.sleep,
+            scrub=self.target.scrub,
         )
         try:
             if result.delivered:
