@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +77,8 @@ _DELIVERY_COLUMNS = (
     "next_attempt_at",
 )
 _BAD_CURSOR = "cursor is not valid; use next_cursor from a response"
+#: An alert id as a cursor carries it: rule:subject, no control characters.
+_ALERT_ID = re.compile(r"^[a-z]+:[^\x00-\x1f\x7f]{1,500}$")
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,12 @@ def parse_alert_query(params: Mapping[str, Any]) -> AlertQuery:
     after: tuple[datetime, str] | None = None
     if "cursor" in p:
         values = _decode_cursor(p["cursor"])
-        if len(values) != 2 or not all(isinstance(v, str) and v for v in values):
+        # A NUL cannot be sent to PostgreSQL in a string (psycopg2 ValueError).
+        if (
+            len(values) != 2
+            or not all(isinstance(v, str) and v and "\x00" not in v for v in values)
+            or not _ALERT_ID.match(values[1])
+        ):
             raise BadRequest(_BAD_CURSOR)
         try:
             after = (parse_time("cursor", values[0]), values[1])
