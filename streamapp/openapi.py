@@ -27,6 +27,7 @@ import faust
 from models.alerts import RULES, Alert
 from models.records import Quake
 from streamapp import __version__
+from streamapp.alerts.queries import ALERT_API_COLUMNS
 from streamapp.backfill.progress import RunState
 from streamapp.backfill.status import RUNS_SHOWN
 from streamapp.faust_ext.records import record_fields
@@ -438,10 +439,11 @@ def _activity_page() -> dict[str, Any]:
 
 
 def _alert() -> dict[str, Any]:
-    fields = _record_types(Alert)
-    fields["rule"] = {**fields["rule"], "enum": list(RULES)}
-    fields["region"] = {**fields["region"], "pattern": _CELL_PATTERN}
-    fields["stored_at"] = _time("when the alert was stored")
+    types = _record_types(Alert)
+    types["rule"] = {**types["rule"], "enum": list(RULES)}
+    types["region"] = {**types["region"], "pattern": _CELL_PATTERN}
+    types["stored_at"] = _time("when the alert was stored")
+    fields = {name: types[name] for name in ALERT_API_COLUMNS}
     fields["delivery"] = _object(
         {
             "status": {

@@ -10,7 +10,9 @@ and must match the documented body schema.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import os
 import uuid
 from collections import Counter
@@ -252,6 +254,32 @@ def test_chosen_requests_keep_to_the_document(api_schema: Any, worker: Worker) -
     assert response.status_code == 400, response.text
 
     assert _call(api_schema, worker, "get", "/dashboard").status_code == 301
+
+
+def test_chosen_alert_requests_keep_to_the_document(
+    api_schema: Any, worker: Worker
+) -> None:
+    """A page of alerts and the next through its cursor; malformed cursors."""
+    first = _call(api_schema, worker, "get", "/api/alerts", query={"limit": 1})
+    assert first.status_code == 200
+    page = first.json()
+    assert len(page["items"]) == 1 and page["next_cursor"]
+    assert page["items"][0]["delivery"]["status"] == "off"  # no ALERT_WEBHOOK_URL
+    more = _call(
+        api_schema,
+        worker,
+        "get",
+        "/api/alerts",
+        query={"limit": 1, "cursor": page["next_cursor"]},
+    ).json()
+    assert more["items"] and more["items"][0]["id"] != page["items"][0]["id"]
+    for values in (["2026-12-08T00:00:00Z", "a\u0000b"], ["not a time", "x"], [1]):
+        raw = json.dumps(values).encode()
+        cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        response = _call(
+            api_schema, worker, "get", "/api/alerts", query={"cursor": cursor}
+        )
+        assert response.status_code == 400, (values, response.text)
 
 
 def _operations() -> list[tuple[str, str]]:

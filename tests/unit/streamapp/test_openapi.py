@@ -3,6 +3,7 @@ derived from the code's constants."""
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import pkgutil
@@ -147,3 +148,13 @@ def test_a_redrive_id_above_bigint_is_a_bad_request() -> None:
             parse_redrive_body(json.dumps({"ids": ids}).encode())
     selection, _ = parse_redrive_body(b'{"ids": [9223372036854775807]}')
     assert selection.ids == (2**63 - 1,)
+
+
+def test_an_alert_cursor_with_a_nul_is_a_bad_request() -> None:
+    """Found by the fuzz test's chosen requests: PostgreSQL takes no NUL in text."""
+    from streamapp.alerts.queries import parse_alert_query
+
+    raw = json.dumps(["2026-12-08T00:00:00Z", "surge:a\x00b"]).encode()
+    cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    with pytest.raises(BadRequest, match="cursor is not valid"):
+        parse_alert_query({"cursor": cursor})
