@@ -376,6 +376,10 @@ class WebhookOutbox:
                 failures += 1
                 wait = backoff_delay(failures, 1.0, self.poll_seconds)
                 log.warning("alert webhook: %s; looking again in %.1fs", exc, wait)
+            except Exception:  # a bug must not end delivery for the worker's life
+                failures += 1
+                wait = backoff_delay(failures, 1.0, self.poll_seconds)
+                log.exception("alert webhook: unexpected error; looking again soon")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 

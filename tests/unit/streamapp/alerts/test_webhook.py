@@ -241,11 +241,15 @@ class FakeTable:
         self.failed: list[tuple[str, int, str, float]] = []
         self.claims = 0
         self.down = False
+        self.boom = False
 
     def claim_due(self, settings: Settings, **kw: Any) -> list[dict[str, Any]]:
         self.claims += 1
         if self.down:
             raise TransientSinkError("claiming alerts failed: connection refused")
+        if self.boom:
+            self.boom = False
+            raise RuntimeError("a bug")
         out, self.due = self.due, []
         return out
 
@@ -331,9 +335,11 @@ async def test_the_loop_waits_out_a_database_outage(
         await until(lambda: table.claims >= 3, 5.0)
         assert not task.done()
         table.down = False
+        table.boom = True  # then an unexpected error: logged, the loop goes on
         table.due.append(row("pager:us3"))
         await until(lambda: bool(table.delivered), 5.0)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert "connection refused; looking again" in caplog.text
+    assert "unexpected error" in caplog.text and "RuntimeError: a bug" in caplog.text
