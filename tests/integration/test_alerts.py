@@ -279,6 +279,30 @@ async def test_retry_after_longer_than_a_round_sets_the_next_round(
     assert hook.requests_for(busy.id)[0].auth is None
 
 
+async def test_two_workers_deliver_each_alert_once(
+    schema_settings: Settings, hook: WebhookServer
+) -> None:
+    s = dataclasses.replace(schema_settings, alert_webhook_url=Secret(hook.url))
+    alerts = [alert(i) for i in range(60, 90)]
+    sink = AlertSink(s, webhook=True)
+    await store(sink, alerts)
+    sink.close()
+    outboxes = [WebhookOutbox(s, claim_limit=4) for _ in range(2)]
+    runs = [asyncio.create_task(o.run()) for o in outboxes]
+    try:
+        deadline = time.monotonic() + 20
+        while {r["delivery_status"] for r in rows(s).values()} != {"delivered"}:
+            assert time.monotonic() < deadline, rows(s)
+            await asyncio.sleep(0.05)
+    finally:
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+    keys = [r.headers["Idempotency-Key"] for r in hook.requests]
+    assert sorted(keys) == sorted(a.id for a in alerts)
+    assert {r["attempts"] for r in rows(s).values()} == {1}
+
+
 # ------------------------------------------------------------------------ /api/alerts
 @pytest.fixture
 async def client(
