@@ -32,8 +32,8 @@ from streamapp.exceptions import InvalidRecord
 from streamapp.faust_ext import Received, Record, receive_batches
 from streamapp.metrics import observe_sink_batch
 from streamapp.overlap import InFlight
-from streamapp.sinks import Item
-from streamapp.sinks.alerts import AlertSink, alert_row, decode_alert
+from streamapp.sinks import AlertSink, Item
+from streamapp.sinks.alerts import alert_row, decode_alert
 from streamapp.topics import alerts_topic, dead_letter_topic
 
 __all__ = [

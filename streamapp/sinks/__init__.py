@@ -5,12 +5,14 @@
 * :mod:`streamapp.sinks.copy`: PostgreSQL's COPY text format;
 * :mod:`streamapp.sinks.earthquakes`: the ``earthquakes`` connector;
 * :mod:`streamapp.sinks.dead_letters`: the ``dead_letters`` connector;
-* :mod:`streamapp.sinks.activity`: the ``activity`` connector.
+* :mod:`streamapp.sinks.activity`: the ``activity`` connector;
+* :mod:`streamapp.sinks.alerts`: the ``alerts`` connector.
 """
 
 from __future__ import annotations
 
 from streamapp.sinks.activity import ActivitySink
+from streamapp.sinks.alerts import AlertSink
 from streamapp.sinks.base import Item, Rejected, Sink
 from streamapp.sinks.dead_letters import (
     DEAD_LETTER_TABLE_COLUMNS,
@@ -32,6 +34,7 @@ __all__ = [
     "DEAD_LETTER_TABLE_COLUMNS",
     "QUAKE_TABLE_COLUMNS",
     "ActivitySink",
+    "AlertSink",
     "DeadLetterSink",
     "Item",
     "QuakeSink",
