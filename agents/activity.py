@@ -81,17 +81,15 @@ def _region_of_key(key: Any) -> bytes:
 
 #: ``region/event_id -> [time_ms, magnitude, depth_km, updated_ms]``, per region
 #: since its horizon; changelog-backed and co-partitioned with the activity topic.
-activity_events = app.tables.add(
-    CopartitionedTable(
-        app,
-        name="activity-events",
-        partition_key=_region_of_key,
-        key_type=str,
-        value_type=list,
-        beacon=app.tables.beacon,
-        help="Events per region since its horizon (the activity windows' state).",
-    )
+activity_events = CopartitionedTable(
+    app,
+    name="activity-events",
+    partition_key=_region_of_key,
+    key_type=str,
+    beacon=app.tables.beacon,
+    help="Events per region since its horizon (the activity windows' state).",
 )
+app.tables.add(activity_events)
 
 
 def alert_message(alert: Alert) -> Outgoing:

@@ -51,6 +51,7 @@ from streamapp.faust_ext.metadata import fetch_cluster
 from streamapp.faust_ext.monitor import BatchedPrometheusMonitor, publish_faust_sensor
 from streamapp.faust_ext.producer import DurableProducer
 from streamapp.faust_ext.records import record_fields
+from streamapp.faust_ext.tables import CopartitionedTable, partition_of
 from streamapp.faust_ext.topic_watch import (
     FETCH_MAX_WAIT_MS,
     TOPIC_WATCH_MAX_SECONDS,
@@ -59,7 +60,6 @@ from streamapp.faust_ext.topic_watch import (
     missing_topics,
     refresh_missing_topics,
 )
-from streamapp.faust_ext.tables import CopartitionedTable, partition_of
 from streamapp.faust_ext.transport import DurableTransport, StreamApp
 from streamapp.faust_ext.versions import (
     SUPPORTED_VERSIONS,

@@ -186,6 +186,23 @@ UPSTREAM_SOURCES: Mapping[str, tuple[str, str]] = {
         "76bab6e032411e3d",
         "fills _options.fields",
     ),
+    # tables.CopartitionedTable
+    "faust.tables.base:Collection.partition_for_key": (
+        "3b2291811b8dd791",
+        "overridden: the partition of part of the key, no current event",
+    ),
+    "faust.tables.base:Collection.send_changelog": (
+        "3dd3884e1b5fc0e1",
+        "extended: the send is kept for changelog_sent",
+    ),
+    "faust.tables.table:Table.on_key_set": (
+        "a370e35ca55c2c7e",
+        "calls partition_for_key and send_changelog per write",
+    ),
+    "faust.tables.table:Table.on_key_del": (
+        "4f2900b2f9d24a08",
+        "calls partition_for_key and send_changelog per delete",
+    ),
     # mode: the stopped events the drain loop tests
     "mode.services:Service.__init__": ("ab4d12a25b93044a", "creates _stopped"),
 }
