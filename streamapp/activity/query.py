@@ -3,9 +3,10 @@
 Parameters: ``window`` (``1h`` or ``1d``, default ``1h``); ``since`` and
 ``until`` (ISO-8601, on ``window_start``: ``since <= window_start < until``;
 ``since`` defaults to 24 hours ago for ``1h`` and 30 days ago for ``1d``);
-``region`` (a cell such as ``30N130E``); ``order`` (``time``: newest window first, then the busiest;
-``count``: the busiest first, then the newest); ``limit`` 1-1000 (default 100).
-A bad parameter raises :class:`~streamapp.exceptions.BadRequest` (a 400).
+``region`` (a cell such as ``30N130E``); ``order`` (``time``: newest window
+first, then the busiest; ``count``: the busiest first, then the newest);
+``limit`` 1-1000 (default 100). A bad parameter raises
+:class:`~streamapp.exceptions.BadRequest` (a 400).
 
 Example::
 
