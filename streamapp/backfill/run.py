@@ -112,8 +112,9 @@ class Summary:
         s = self.state
         span = f"{s.since.isoformat()} .. {s.until.isoformat()}"
         if self.already_finished:
+            at = s.finished_at.isoformat(timespec="seconds") if s.finished_at else "?"
             return (
-                f"backfill {span} already finished at {s.finished_at}: "
+                f"backfill {span} already finished at {at}: "
                 f"{s.slices_done} slices, {s.events_produced} events produced, "
                 f"{s.events_skipped} skipped as already sent; nothing to do "
                 "(--restart runs it again)"
