@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import faust
@@ -27,6 +27,7 @@ import faust
 from models.alerts import RULES, Alert
 from models.records import Quake
 from streamapp import __version__
+from streamapp.activity.query import ACTIVITY_ORDERS, ACTIVITY_WINDOWS, DEFAULT_SINCE
 from streamapp.alerts.queries import ALERT_API_COLUMNS
 from streamapp.backfill.progress import RunState
 from streamapp.backfill.status import RUNS_SHOWN
@@ -41,8 +42,6 @@ from streamapp.queries import (
 from streamapp.stats import COUNTERS
 
 __all__ = [
-    "ACTIVITY_ORDERS",
-    "ACTIVITY_WINDOWS",
     "DELIVERY_STATUSES",
     "OPENAPI_VERSION",
     "openapi_document",
@@ -50,10 +49,6 @@ __all__ = [
 
 #: The OpenAPI version of the document.
 OPENAPI_VERSION = "3.1.0"
-#: Windows of ``/api/activity`` (one hour, one day).
-ACTIVITY_WINDOWS = ("1h", "1d")
-#: Orders of ``/api/activity``.
-ACTIVITY_ORDERS = ("time", "count")
 #: Delivery states of an alert's webhook delivery.
 DELIVERY_STATUSES = ("off", "pending", "delivered", "failing")
 
@@ -558,6 +553,11 @@ def _region_param() -> dict[str, Any]:
     )
 
 
+def _ago(span: timedelta) -> str:
+    hours = int(span.total_seconds() // 3600)
+    return f"{hours // 24} days" if hours % 24 == 0 and hours > 24 else f"{hours} hours"
+
+
 def _get(
     operation_id: str,
     summary: str,
@@ -740,8 +740,12 @@ def _paths() -> dict[str, Any]:
                 ),
                 _when_param(
                     "since",
-                    "window_start at or after (default: 24 hours ago for 1h, "
-                    "30 days ago for 1d)",
+                    "window_start at or after (default: "
+                    + ", ".join(
+                        f"{_ago(span)} ago for {name}"
+                        for name, span in DEFAULT_SINCE.items()
+                    )
+                    + ")",
                 ),
                 _when_param("until", "window_start before"),
                 _region_param(),

@@ -256,10 +256,21 @@ def test_chosen_requests_keep_to_the_document(api_schema: Any, worker: Worker) -
     assert _call(api_schema, worker, "get", "/dashboard").status_code == 301
 
 
-def test_chosen_alert_requests_keep_to_the_document(
+def test_chosen_activity_and_alert_requests_keep_to_the_document(
     api_schema: Any, worker: Worker
 ) -> None:
-    """A page of alerts and the next through its cursor; malformed cursors."""
+    """The hottest day windows; a page of alerts and the next through its cursor;
+    malformed cursors."""
+    query = {"window": "1d", "order": "count", "limit": 10}
+    hottest = _call(api_schema, worker, "get", "/api/activity", query=query).json()
+    counts = [item["count"] for item in hottest["items"]]
+    assert counts and counts == sorted(counts, reverse=True)
+    region = hottest["items"][0]["region"]
+    one = _call(
+        api_schema, worker, "get", "/api/activity", query={**query, "region": region}
+    ).json()
+    assert {item["region"] for item in one["items"]} == {region}
+
     first = _call(api_schema, worker, "get", "/api/alerts", query={"limit": 1})
     assert first.status_code == 200
     page = first.json()
