@@ -5,14 +5,17 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streamapp.lag import LagReport
 from streamapp.stats import COUNTERS, PipelineStats, stats
+
+if TYPE_CHECKING:  # streamapp.lag imports faust_ext, whose monitor imports this
+    from streamapp.lag import LagReport
 
 __all__ = [
     "FAUST_PREFIX",

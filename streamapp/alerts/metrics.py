@@ -20,7 +20,6 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge
 
-import streamapp.faust_ext  # noqa: F401 - first: streamapp.metrics imports it back
 from models.alerts import RULES
 from streamapp.metrics import REGISTRY
 
