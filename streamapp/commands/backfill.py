@@ -12,17 +12,20 @@ each feature into the raw topic in the live fetcher's envelope at most at
 ``BACKFILL_EVENTS_PER_SECOND`` (``--rate``), shows a progress bar on stderr and
 prints one summary line. Interrupted, the same command resumes after the last
 finished slice; finished, it does nothing unless ``--restart``. Exit codes: 0 done,
-1 the service or Kafka failed (run it again to resume), 2 bad arguments.
+1 the service or Kafka failed (run it again to resume), 2 bad arguments,
+130 interrupted (SIGINT/SIGTERM; run it again to resume).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 from faust.cli import AppCommand, option
@@ -39,6 +42,8 @@ from streamapp.exceptions import BadRequest, StreamappError
 from streamapp.queries import parse_time
 
 __all__ = ["backfill", "parse_bbox", "parse_params"]
+
+T = TypeVar("T")
 
 #: Delivery rounds (with backoff) before the backfill stops and says so.
 DELIVERY_ATTEMPTS = 8
@@ -89,6 +94,32 @@ async def _send(messages: Sequence[tuple[bytes | None, bytes]]) -> None:
         [Outgoing(raw_topic, key, value) for key, value in messages],
         attempts=DELIVERY_ATTEMPTS,
     )
+
+
+class Interrupted(StreamappError):
+    """SIGINT or SIGTERM stopped the backfill."""
+
+
+async def _interruptible(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``; SIGINT/SIGTERM cancel it and raise :class:`Interrupted`
+    (the worker machinery would otherwise stop the command with exit code 0)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # this command itself is being cancelled
+        raise Interrupted from None
+    finally:
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -174,7 +205,11 @@ async def backfill(
             - RECORD_OVERHEAD_BYTES,
             on_progress=bar.update if bar is not None else None,
         )
-        summary = await runner.run(restart=restart)
+        summary = await _interruptible(runner.run(restart=restart))
+    except Interrupted:  # Ctrl-C or SIGTERM: the finished slices are kept
+        if bar is not None:
+            bar.close()
+        _fail("interrupted; run the same command again to resume", 130)
     except (StreamappError, TimeoutError, OSError) as exc:
         if bar is not None:
             bar.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 import urllib.request
@@ -196,6 +197,56 @@ def test_running_it_again_sends_nothing(deployment: Deployment) -> None:
     assert again.returncode == 0, again.stderr
     assert "already finished" in again.stdout
     assert len(d.fdsn.log()) == before  # not a single request
+
+
+def test_ctrl_c_stops_it_with_130_and_the_same_command_resumes(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    # a range of its own (another progress row), slow enough to interrupt
+    command = ["backfill", "--since", "2024-03-02", "--until", "2024-03-06"]
+    proc = subprocess.Popen(
+        [str(FAUST), "-A", "streamapp", *command, "--rate", "40", "--no-progress"],
+        cwd=ROOT,
+        env=d.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        d.wait_for(
+            "the first slice of the slow backfill",
+            lambda: (
+                d.rows(
+                    "SELECT max(slices_done) FROM {} WHERE since = '2024-03-02'",
+                    "backfill_runs",
+                )[0][0]
+                == 1
+            ),
+            60,
+        )
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == (
+        "streamapp backfill: interrupted; run the same command again to resume"
+    )
+    resumed = d.run(*command, "--rate", "5000")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "backfill finished: " in resumed.stdout
+    assert ", resumed from 2024-03-" in resumed.stdout
+    ((slices, fetched),) = d.rows(
+        "SELECT slices_done, events_fetched FROM {} WHERE since = '2024-03-02'",
+        "backfill_runs",
+    )
+    assert fetched == sum(
+        1 for t in d.fdsn.times if SINCE.timestamp() * 1000 + 86_400_000 <= t
+        and t < SINCE.timestamp() * 1000 + 5 * 86_400_000
+    )  # fmt: skip
+    assert slices >= 2
 
 
 def test_bad_arguments_exit_2_with_one_line(deployment: Deployment) -> None:
