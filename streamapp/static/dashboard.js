@@ -5,7 +5,7 @@
   "use strict";
 
   var FAST_MS = 2000;         // counters and lag
-  var SLOW_EVERY = 2;         // earthquakes and dead letters: every 2nd tick
+  var SLOW_EVERY = 2;         // earthquakes, dead letters, activity, alerts: every 2nd tick
   var QUAKE_LIMIT = 500;      // events behind the histogram and the map
   var RECENT_ROWS = 12;
   var DEAD_ROWS = 12;
@@ -252,7 +252,7 @@
       }, root);
       var title = svg("title", {}, r);
       title.textContent = a.region + ": " + a.count + " events on " + fmtTime(a.window_start).slice(0, 10);
-      var label = svg("text", { x: b[1] + 180.8, y: 90 - b[2] + 4.5, "class": "hot-label" }, root);
+      var label = svg("text", { x: b[1] + 180.5, y: 90 - b[2] + 3, "class": "hot-label" }, root);
       label.textContent = a.region;
     });
     for (var lon = 30; lon < 360; lon += 30) {
