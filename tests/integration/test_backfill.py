@@ -64,6 +64,7 @@ async def _backfill(
     rate: float = 50_000.0,
     requests_per_second: float = 50.0,
     max_retries: int = 4,
+    request_timeout: float = 5.0,
     known: dict[str, int] | None = None,
     fail_after: int | None = None,
     restart: bool = False,
@@ -89,7 +90,7 @@ async def _backfill(
         fdsn.url,
         requests_per_second=requests_per_second,
         max_events=fdsn.limit,
-        timeout=5.0,
+        timeout=request_timeout,
         max_retries=max_retries,
         backoff_base=0.05,
         backoff_max=0.2,
@@ -211,6 +212,16 @@ def test_pacing_retry_after_cut_body_and_503_are_honoured(env: Settings) -> None
     assert min(gaps) >= 0.1 * 0.9  # at most 10 requests per second
     assert gaps[1] >= 1.0  # the request after the 429 waited out its Retry-After
     assert sorted(k for k, _ in topic_messages(env)) == sorted(fdsn.ids)
+
+
+def test_a_slow_answer_times_out_and_is_asked_again(env: Settings) -> None:
+    with FdsnEmulator(SINCE, UNTIL, count=20, tag="slow") as fdsn:
+        fdsn.inject(Fault("query", status=0, delay=2.0))
+        summary = backfill(env, fdsn, Params(SINCE, UNTIL), request_timeout=0.5)
+        queries = fdsn.log("query")
+    assert summary.state.finished and summary.produced == 20
+    assert [r.status for r in queries][:2] == [0, 200]  # held back, then asked again
+    assert queries[1].at - queries[0].at >= 0.5
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(env: Settings) -> None:

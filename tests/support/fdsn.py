@@ -15,6 +15,7 @@ Usage::
 
     with FdsnEmulator(since, until, count=25_000) as fdsn:
         fdsn.inject(Fault("query", status=429, retry_after="1"))
+        fdsn.inject(Fault("query", status=0, delay=5.0))  # slow, then the answer
         ... BACKFILL_URL=fdsn.url ...
         assert fdsn.requests[0].method == "count"
 """
@@ -61,11 +62,14 @@ class Fault:
     """One injected answer for the next request to ``method`` (None: any)."""
 
     method: str | None = "query"
+    #: The HTTP status answered instead of the real answer; 0: the real answer
+    #: (after ``delay``, or cut off with ``cut``).
     status: int = 503
     retry_after: str | None = None
     #: Send the headers and half of the real body, then drop the connection.
     cut: bool = False
     #: Seconds to wait before answering (a slow service; the client may time out).
+    #: The request is logged on arrival with status 0, then again when answered.
     delay: float = 0.0
 
 
@@ -231,8 +235,9 @@ class FdsnEmulator:
         params = dict(request.query)
         fault = self._next_fault(method)
         if fault is not None and fault.delay:
+            self._record(method, params, 0, None)  # held back (status 0)
             await asyncio.sleep(fault.delay)
-        if fault is not None and not fault.cut:
+        if fault is not None and not fault.cut and fault.status:
             self._record(method, params, fault.status, None)
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             return web.Response(
