@@ -14,7 +14,8 @@ Two stages, both on the batch receive path (``receive_batches``):
    batch it updates the 1-hour and 1-day windows, produces a surge alert when an
    hour crosses the surge rule, upserts the changed windows into ``activity``
    (:class:`~streamapp.sinks.ActivitySink`) and acks once the alerts, the table's
-   changelog and the database commit are all safe. A redelivered batch changes
+   changelog (:func:`~streamapp.activity.changelog.write_entries`) and the
+   database commit are all safe. A redelivered batch changes
    nothing (an event's newest revision replaces its own entry).
 
 Example::
@@ -24,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -41,6 +43,7 @@ from streamapp.activity import (
     contribution_value,
     parse_contribution_value,
 )
+from streamapp.activity.changelog import write_entries
 from streamapp.activity.state import HourChange, event_of_key
 from streamapp.activity.windows import contribution_of
 from streamapp.app import app, settings
@@ -51,6 +54,7 @@ from streamapp.faust_ext import (
     Record,
     receive_batches,
 )
+from streamapp.overlap import InFlight
 from streamapp.sinks import ActivitySink, Item
 from streamapp.sinks.activity import window_row
 from streamapp.topics import activity_topic, alerts_topic, clean_topic
@@ -58,6 +62,8 @@ from streamapp.topics import activity_topic, alerts_topic, clean_topic
 __all__ = [
     "ACTIVITY_BATCH",
     "ACTIVITY_WITHIN",
+    "WINDOWS_BATCH",
+    "WINDOWS_WITHIN",
     "activity_events",
     "aggregate_activity",
     "aggregate_batch",
@@ -69,10 +75,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Records received together by each stage.
+#: Records received together by the first stage (clean topic).
 ACTIVITY_BATCH = 1000
-#: How long a partial batch waits for more records.
+#: How long a partial batch of the first stage waits for more records.
 ACTIVITY_WITHIN = 0.25
+#: Records received together by the second stage (activity topic): larger, as a
+#: window touched by many events of a batch is written once per batch.
+WINDOWS_BATCH = 5000
+#: How long a partial batch of the second stage waits for more records.
+WINDOWS_WITHIN = 1.0
 
 
 def _region_of_key(key: Any) -> bytes:
@@ -137,17 +148,23 @@ def route_batch(records: Sequence[Record]) -> tuple[list[Outgoing], int]:
     return out, skipped
 
 
+async def _deliver_and_ack(received: Received, out: list[Outgoing]) -> None:
+    await deliver(out)
+    received.ack()
+
+
 @app.agent(clean_topic, name="route_activity")
 async def route_activity(stream: StreamT[Any]) -> None:
     """Clean events -> activity topic (by region) and event alerts; ack after."""
-    async for received in receive_batches(
-        stream, max_records=ACTIVITY_BATCH, within=ACTIVITY_WITHIN
-    ):
-        out, skipped = route_batch(received.records)
-        await deliver(out)
-        received.ack()
-        if skipped:
-            log.debug("activity: %d clean record(s) are no event", skipped)
+    # Batch N+1 is routed while batch N's messages await the broker (InFlight).
+    async with InFlight() as in_flight:
+        async for received in receive_batches(
+            stream, max_records=ACTIVITY_BATCH, within=ACTIVITY_WITHIN
+        ):
+            out, skipped = route_batch(received.records)
+            if skipped:
+                log.debug("activity: %d clean record(s) are no event", skipped)
+            await in_flight.submit(_deliver_and_ack(received, out))
 
 
 def surge_alerts(hours: Sequence[HourChange], now: datetime) -> list[Alert]:
@@ -208,21 +225,25 @@ async def aggregate_batch(
         if alerts:
             await deliver([alert_message(alert) for alert in alerts])
             log.info("activity: %d surge alert(s): %s", len(alerts), alerts[0].id)
-        for entry, contribution in update.sets.items():
-            table[entry] = contribution
-        for entry in update.deletes:
-            if entry in table:
-                del table[entry]
-        for row in update.rows:
-            sink.add(Item(window_row(row.key, row.contributions, merge=row.merge)))
-        rejected = await sink.flush()
+        # The table's changelog and the database are written at the same time;
+        # the batch is acked once both are safe.
+        written = asyncio.ensure_future(
+            write_entries(table, update.sets, update.deletes)
+        )
+        try:
+            for row in update.rows:
+                sink.add(Item(window_row(row.key, row.contributions, merge=row.merge)))
+            rejected = await sink.flush()
+        finally:
+            if not written.done():
+                await asyncio.wait((written,))
+        written.result()
         for refused in rejected:
             log.error(
                 "activity window %s refused by the database: %s",
                 refused.item.row.get("key"),
                 refused.error,
             )
-        await table.changelog_sent()
     except BaseException:
         state.generation = None  # re-index from the table before the next batch
         raise
@@ -239,7 +260,7 @@ async def aggregate_activity(stream: StreamT[Any]) -> None:
     state = RegionWindows()
     try:
         async for received in receive_batches(
-            stream, max_records=ACTIVITY_BATCH, within=ACTIVITY_WITHIN
+            stream, max_records=WINDOWS_BATCH, within=WINDOWS_WITHIN
         ):
             await aggregate_batch(received, state, activity_events, sink)
     finally:

@@ -120,13 +120,21 @@ def test_a_surge_alerts_when_the_hour_crosses_the_rule_only() -> None:
 
 
 class FakeTable(dict[str, Any]):
+    """The table: its entries, and how many batches were written to it."""
+
     def __init__(self) -> None:
         super().__init__()
         self.sent = 0
 
-    async def changelog_sent(self) -> int:
-        self.sent += 1
-        return 1
+
+async def fake_write_entries(
+    table: FakeTable, sets: dict[str, Any], deletes: list[str]
+) -> int:
+    table.update(sets)
+    for key in deletes:
+        table.pop(key, None)
+    table.sent += 1
+    return 1
 
 
 class FakeSink:
@@ -163,6 +171,7 @@ def test_aggregate_batch_alerts_then_writes_then_acks(
         return 1
 
     monkeypatch.setattr(activity, "deliver", deliver)
+    monkeypatch.setattr(activity, "write_entries", fake_write_entries)
     table = FakeTable()
     sink = FakeSink()
     state = RegionWindows()
@@ -192,6 +201,7 @@ def test_a_failed_batch_is_not_acked_and_the_index_is_reloaded(
         async def flush(self) -> list[Rejected]:
             raise RuntimeError("database gone")
 
+    monkeypatch.setattr(activity, "write_entries", fake_write_entries)
     table = FakeTable()
     state = RegionWindows()
     received = FakeReceived(activity_records(("a", 1)), [])
