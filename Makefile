@@ -18,7 +18,7 @@ STACK := $(PY) -m devstack
 PYTEST_ARGS ?=
 
 .PHONY: help venv jars browser up down status run test lint clean distclean \
-	notebook notebook-run bench bench-quick chaos wheelhouse standins docker-engine docker-test
+	notebook notebook-run backfill bench bench-quick chaos wheelhouse standins docker-engine docker-test
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -73,6 +73,12 @@ test: venv jars browser up ## bootstrap, bring the stack up, run the whole test 
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): that is a failure"; fi; \
 	exit $$rc
+
+# e.g. make backfill SINCE=2024-01-01 UNTIL=2024-02-01 ARGS="--min-magnitude 4.5"
+backfill: venv up ## load past events from the USGS event service: SINCE=... UNTIL=... [ARGS=...]
+	@if [ -z "$${SINCE:-}" ] || [ -z "$${UNTIL:-}" ]; then \
+		echo "make backfill needs SINCE and UNTIL, e.g. make backfill SINCE=2024-01-01 UNTIL=2024-02-01"; exit 2; fi
+	$(VENV)/bin/faust -A streamapp backfill --since "$(SINCE)" --until "$(UNTIL)" $(ARGS)
 
 notebook: venv up ## open the EDA notebook in JupyterLab (run a worker for live data)
 	$(VENV)/bin/jupyter lab notebooks/eda.ipynb

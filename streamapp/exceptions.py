@@ -10,12 +10,14 @@
     +-- SourceError                the data source delivered nothing usable
     |   +-- SourceUnavailable      unreachable or busy: retry later
     |   +-- SourceResponseError    an unusable body
+    |       +-- TooManyEvents      a backfill query matches too many: split it
     +-- InvalidRecord              a raw message failed validation
     +-- SinkError                  writing to PostgreSQL failed
     |   +-- TransientSinkError     retry the same batch in place
     |   +-- PermanentSinkError     the data is refused: bisect, dead-letter
     +-- TopicNotFound              the topic to replay does not exist
     +-- BadRequest (+ ValueError)  a malformed API or command-line parameter
+    +-- Interrupted                SIGINT/SIGTERM stopped a command (it resumes)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 __all__ = [
     "BadRequest",
     "ConfigError",
+    "Interrupted",
     "InvalidRecord",
     "KafkaUnavailable",
     "PermanentSinkError",
@@ -34,6 +37,7 @@ __all__ = [
     "SourceUnavailable",
     "StackError",
     "StreamappError",
+    "TooManyEvents",
     "TopicNotFound",
     "TransientSinkError",
     "UnsupportedVersion",
@@ -76,6 +80,10 @@ class SourceResponseError(SourceError):
     """The source answered with a body we cannot use (not JSON, truncated, too big)."""
 
 
+class TooManyEvents(SourceResponseError):
+    """A backfill range matches more events than one query may return: split it."""
+
+
 class InvalidRecord(StreamappError):
     """A raw message failed validation: ``kind`` for machines, ``detail`` per field."""
 
@@ -104,3 +112,7 @@ class TopicNotFound(StreamappError):
 
 class BadRequest(StreamappError, ValueError):
     """A request parameter is malformed; the message says which and why (a 400)."""
+
+
+class Interrupted(StreamappError):
+    """SIGINT or SIGTERM stopped a command; running it again resumes."""

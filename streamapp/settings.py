@@ -272,7 +272,7 @@ def _check_database_url(url: str) -> None:
     del port
 
 
-def _check_http_url(env: str, url: str, *, secret: bool) -> None:
+def _check_http_url(env: str, url: str, *, secret: bool, example: str) -> None:
     """An absolute http(s) URL with a host; a secret one is never echoed."""
     shown = "the value" if secret else repr(redact_url(url))
     try:
@@ -284,8 +284,7 @@ def _check_http_url(env: str, url: str, *, secret: bool) -> None:
         ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"{env}: {shown} must be an http or https URL with a host, "
-            "e.g. https://hooks.example.com/streamapp"
+            f"{env}: {shown} must be an http or https URL with a host, e.g. {example}"
         )
 
 
@@ -300,7 +299,10 @@ def _check_alert_settings(s: Settings) -> None:
     _check_positive("ALERT_WEBHOOK_RETRY_SECONDS", s.alert_webhook_retry_seconds, 0.1)
     if s.alert_webhook_url:
         _check_http_url(
-            "ALERT_WEBHOOK_URL", s.alert_webhook_url.get_secret_value(), secret=True
+            "ALERT_WEBHOOK_URL",
+            s.alert_webhook_url.get_secret_value(),
+            secret=True,
+            example="https://hooks.example.com/streamapp",
         )
 
 
@@ -367,7 +369,9 @@ def _validate(s: Settings) -> None:
     )
     _check_positive("BACKFILL_EVENTS_PER_SECOND", s.backfill_events_per_second, 0.001)
     _check_positive("BACKFILL_MAX_EVENTS_PER_QUERY", s.backfill_max_events_per_query)
-    _check_http_url("BACKFILL_URL", s.backfill_url, secret=False)
+    _check_http_url(
+        "BACKFILL_URL", s.backfill_url, secret=False, example=Settings.backfill_url
+    )
     if s.source == "replay" and not s.replay_path.is_file():
         raise ConfigError(f"REPLAY_FILE={str(s.replay_path)!r} does not exist")
 

@@ -35,7 +35,12 @@ import aiohttp
 from streamapp import __version__
 from streamapp.backfill.rate import TokenBucket
 from streamapp.backoff import backoff_delay
-from streamapp.exceptions import SourceError, SourceResponseError, SourceUnavailable
+from streamapp.exceptions import (
+    SourceError,
+    SourceResponseError,
+    SourceUnavailable,
+    TooManyEvents,
+)
 from streamapp.sources.base import parse_feature_collection, redact_source_url, utcnow
 from streamapp.sources.usgs import parse_retry_after
 
@@ -63,10 +68,6 @@ _TOO_MANY = re.compile(r"(exceed|too many|limit|maximum|max allowed)", re.IGNORE
 
 
 T = TypeVar("T")
-
-
-class TooManyEvents(SourceResponseError):
-    """The range matches more events than one query may return: split it."""
 
 
 def format_time(when: datetime) -> str:

@@ -38,7 +38,7 @@ from streamapp.backfill.progress import Params, ProgressStore
 from streamapp.backfill.run import Backfill
 from streamapp.db import migrate
 from streamapp.delivery import Outgoing, deliver
-from streamapp.exceptions import BadRequest, StreamappError
+from streamapp.exceptions import BadRequest, Interrupted, StreamappError
 from streamapp.queries import parse_time
 
 __all__ = ["backfill", "parse_bbox", "parse_params"]
@@ -94,10 +94,6 @@ async def _send(messages: Sequence[tuple[bytes | None, bytes]]) -> None:
         [Outgoing(raw_topic, key, value) for key, value in messages],
         attempts=DELIVERY_ATTEMPTS,
     )
-
-
-class Interrupted(StreamappError):
-    """SIGINT or SIGTERM stopped the backfill."""
 
 
 async def _interruptible(work: Coroutine[Any, Any, T]) -> T:
