@@ -100,8 +100,14 @@ def _partition(p: PartitionLag) -> int:
 
 
 def pipeline_topics(settings: Settings) -> list[str]:
-    """The topics the worker consumes: raw, clean and dead-letter."""
-    return [settings.topic_raw, settings.topic_clean, settings.topic_dead_letter]
+    """The topics the worker consumes: raw, clean, dead-letter, activity, alerts."""
+    return [
+        settings.topic_raw,
+        settings.topic_clean,
+        settings.topic_dead_letter,
+        settings.topic_activity,
+        settings.topic_alerts,
+    ]
 
 
 async def consumer_lag(
