@@ -57,6 +57,7 @@ from streamapp.faust_ext import (
 from streamapp.overlap import InFlight
 from streamapp.sinks import ActivitySink, Item
 from streamapp.sinks.activity import window_row
+from streamapp.stats import stats
 from streamapp.topics import activity_topic, alerts_topic, clean_topic
 
 __all__ = [
@@ -238,6 +239,7 @@ async def aggregate_batch(
             if not written.done():
                 await asyncio.wait((written,))
         written.result()
+        stats.incr("activity_windows", len(update.rows) - len(rejected))
         for refused in rejected:
             log.error(
                 "activity window %s refused by the database: %s",

@@ -25,6 +25,9 @@ COUNTERS: dict[str, str] = {
     "sink_rejected": "clean events the database rejected for good (dead-lettered)",
     "sink_retries": "database writes retried after a transient error",
     "dead_lettered": "dead letters persisted to the dead_letters table",
+    "activity_windows": "activity window rows written to the activity table",
+    "alerts_stored": "alerts stored for the first time in the alerts table",
+    "alerts_delivered": "alerts the webhook accepted (2xx)",
 }
 
 

@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge
 
 from models.alerts import RULES
 from streamapp.metrics import REGISTRY
+from streamapp.stats import stats
 
 __all__ = [
     "DELIVERY_OUTCOMES",
@@ -70,4 +71,5 @@ def count_stored(inserted: Iterable[tuple[str, str]]) -> int:
     for _id, rule in inserted:
         alerts_stored.labels(rule=rule).inc()
         n += 1
+    stats.incr("alerts_stored", n)
     return n

@@ -53,6 +53,7 @@ from streamapp.exceptions import ConfigError, SinkError
 from streamapp.faust_ext.records import record_fields
 from streamapp.queries import jsonable
 from streamapp.settings import Settings, redact_url
+from streamapp.stats import stats
 
 __all__ = [
     "BACKOFF_INITIAL_SECONDS",
@@ -278,6 +279,7 @@ async def deliver_round(
         answer = await sender.send(alert_id, body)
         if answer.ok:
             deliveries.labels(outcome="delivered").inc()
+            stats.incr("alerts_delivered")
             if attempt > 1:
                 log.info(
                     "alert %s delivered to %s on attempt %d", alert_id, shown, attempt
