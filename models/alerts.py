@@ -32,8 +32,10 @@ from typing import Any
 import faust
 
 from models.regions import cell_of
+from streamapp.faust_ext.records import record_fields
 
 __all__ = [
+    "ALERT_FIELDS",
     "PAGER_LEVELS",
     "RULES",
     "Alert",
@@ -80,6 +82,11 @@ class Alert(faust.Record, serializer="json", coerce=True):
     hour_count: int | None = None
     trailing_mean: float | None = None
     factor: float | None = None
+
+
+#: ``Alert`` field names in declaration order: the alert's columns everywhere (the
+#: sink's statement, the outbox's payload, the read API).
+ALERT_FIELDS: tuple[str, ...] = record_fields(Alert)
 
 
 def _when(value: Any) -> datetime:

@@ -20,6 +20,7 @@ from typing import Any
 
 from psycopg2 import sql
 
+from models.alerts import ALERT_FIELDS
 from streamapp.db import column_list, qualified, transaction
 from streamapp.settings import Settings
 
@@ -32,25 +33,7 @@ __all__ = [
 ]
 
 #: What a claim returns of each alert (its fields, for the JSON payload).
-OUTBOX_COLUMNS: tuple[str, ...] = (
-    "id",
-    "rule",
-    "subject",
-    "region",
-    "event_id",
-    "magnitude",
-    "place",
-    "url",
-    "tsunami",
-    "pager",
-    "hour_count",
-    "trailing_mean",
-    "factor",
-    "summary",
-    "occurred_at",
-    "detected_at",
-    "attempts",
-)
+OUTBOX_COLUMNS: tuple[str, ...] = (*ALERT_FIELDS, "attempts")
 
 _UNDELIVERED = sql.SQL("delivery_status IN ('pending', 'failing')")
 

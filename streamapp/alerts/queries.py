@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, RowMapping
 
-from models.alerts import RULES
+from models.alerts import ALERT_FIELDS, RULES
 from models.regions import cell_bounds
 from streamapp.db import qualified_text
 from streamapp.exceptions import BadRequest
@@ -50,25 +50,7 @@ __all__ = [
 ALERT_PARAMS = ("since", "rule", "region", "limit", "cursor")
 
 #: The alert's own columns, in the item's order (then ``delivery``).
-ALERT_API_COLUMNS: tuple[str, ...] = (
-    "id",
-    "rule",
-    "subject",
-    "region",
-    "event_id",
-    "magnitude",
-    "place",
-    "url",
-    "tsunami",
-    "pager",
-    "hour_count",
-    "trailing_mean",
-    "factor",
-    "summary",
-    "occurred_at",
-    "detected_at",
-    "stored_at",
-)
+ALERT_API_COLUMNS: tuple[str, ...] = (*ALERT_FIELDS, "stored_at")
 _DELIVERY_COLUMNS = (
     "delivery_status",
     "attempts",

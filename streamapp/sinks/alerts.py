@@ -27,7 +27,7 @@ from typing import Any
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from models.alerts import RULES, Alert
+from models.alerts import ALERT_FIELDS, RULES, Alert
 from models.regions import cell_bounds
 from streamapp.db import column_list, qualified, transaction
 from streamapp.exceptions import InvalidRecord
@@ -44,25 +44,7 @@ __all__ = [
 
 #: Columns of ``alerts`` written by the sink, in statement order (then
 #: ``next_attempt_at``: the transaction's ``now()`` when pending, else NULL).
-ALERT_TABLE_COLUMNS: tuple[str, ...] = (
-    "id",
-    "rule",
-    "subject",
-    "region",
-    "event_id",
-    "magnitude",
-    "place",
-    "url",
-    "tsunami",
-    "pager",
-    "hour_count",
-    "trailing_mean",
-    "factor",
-    "summary",
-    "occurred_at",
-    "detected_at",
-    "delivery_status",
-)
+ALERT_TABLE_COLUMNS: tuple[str, ...] = (*ALERT_FIELDS, "delivery_status")
 
 _TEXT_FIELDS = ("id", "rule", "subject", "region", "summary")
 _OPTIONAL_TEXT = ("event_id", "place", "url", "pager")
