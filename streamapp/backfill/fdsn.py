@@ -34,14 +34,18 @@ import aiohttp
 
 from streamapp import __version__
 from streamapp.backfill.rate import TokenBucket
-from streamapp.backoff import backoff_delay
 from streamapp.exceptions import (
     SourceError,
     SourceResponseError,
     SourceUnavailable,
     TooManyEvents,
 )
-from streamapp.sources.base import parse_feature_collection, redact_source_url, utcnow
+from streamapp.sources.base import (
+    call_with_retries,
+    parse_feature_collection,
+    redact_source_url,
+    utcnow,
+)
 from streamapp.sources.usgs import parse_retry_after
 
 if TYPE_CHECKING:
@@ -231,37 +235,24 @@ class FdsnClient:
         params: dict[str, str],
         parse: Callable[[int, bytes, str | None], T],
     ) -> T:
-        attempts = self.max_retries + 1
-        for attempt in range(attempts):
-            try:
-                return parse(*await self._get_once(method, params))
-            except SourceUnavailable as exc:
-                if attempt + 1 >= attempts:
-                    raise
-                if exc.retry_after is not None:
-                    if exc.retry_after > self.max_retry_after:
-                        raise
-                    delay, how = exc.retry_after, "as the server asked (Retry-After)"
-                else:
-                    delay = backoff_delay(
-                        attempt + 1,
-                        self.backoff_base,
-                        self.backoff_max,
-                        jitter=1.0,
-                        rand=self._rand,
-                    )
-                    how = "backoff"
-                log.info(
-                    "backfill: request %d/%d failed: %s; retrying in %.2fs (%s)",
-                    attempt + 1,
-                    attempts,
-                    exc,
-                    delay,
-                    how,
-                )
-                self.retries += 1
-                await self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        async def once() -> T:
+            return parse(*await self._get_once(method, params))
+
+        def count_retry() -> None:
+            self.retries += 1
+
+        return await call_with_retries(
+            once,
+            attempts=self.max_retries + 1,
+            backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
+            max_retry_after=self.max_retry_after,
+            sleep=self._sleep,
+            rand=self._rand,
+            label="backfill: request",
+            on_retry=count_retry,
+        )
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Protocol,
+    TypeGuard,
+    TypeVar,
+    runtime_checkable,
+)
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from streamapp.exceptions import SourceResponseError
+from streamapp.backoff import backoff_delay
+from streamapp.exceptions import SourceResponseError, SourceUnavailable
 
 if TYPE_CHECKING:
     from streamapp.settings import Settings
@@ -17,6 +27,7 @@ __all__ = [
     "FetchResult",
     "Source",
     "build_source",
+    "call_with_retries",
     "encode_raw",
     "feature_id",
     "is_json_int",
@@ -24,6 +35,68 @@ __all__ = [
     "redact_source_url",
     "utcnow",
 ]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def call_with_retries(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int,
+    backoff_base: float,
+    backoff_max: float,
+    max_retry_after: float,
+    sleep: Callable[[float], Awaitable[object]],
+    rand: Callable[[], float],
+    label: str,
+    on_retry: Callable[[], object],
+) -> T:
+    """Await ``call()`` until it returns, at most ``attempts`` times in all.
+
+    A :class:`SourceUnavailable` is retried after the server's ``Retry-After``
+    (raised at once when that is above ``max_retry_after``) or else the one
+    backoff policy with full jitter; each retry is logged at INFO as ``label
+    n/attempts failed`` and counted with ``on_retry()``. The last failure is
+    raised. The live source and the backfill's event service client share it.
+
+    Example::
+
+        body = await call_with_retries(
+            lambda: get_once(url), attempts=5, backoff_base=1.0, backoff_max=30.0,
+            max_retry_after=60.0, sleep=asyncio.sleep, rand=random.random,
+            label="source attempt", on_retry=lambda: None,
+        )
+    """
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except SourceUnavailable as exc:
+            if attempt + 1 >= attempts:
+                raise
+            if exc.retry_after is not None:
+                if exc.retry_after > max_retry_after:
+                    raise
+                delay, how = exc.retry_after, "as the server asked (Retry-After)"
+            else:
+                delay = backoff_delay(
+                    attempt + 1, backoff_base, backoff_max, jitter=1.0, rand=rand
+                )
+                how = "backoff"
+            log.info(
+                "%s %d/%d failed: %s; retrying in %.2fs (%s)",
+                label,
+                attempt + 1,
+                attempts,
+                exc,
+                delay,
+                how,
+            )
+            on_retry()
+            await sleep(delay)
+    raise ValueError(f"attempts must be at least 1, not {attempts}")
+
 
 #: Query parameters whose values are hidden in logs and in the raw envelope.
 _SECRET_PARAMS = ("key", "token", "secret", "password", "passwd", "auth", "signature")

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from streamapp import __version__
-from streamapp.backoff import backoff_delay
 from streamapp.exceptions import SourceError, SourceResponseError, SourceUnavailable
 from streamapp.sources.base import (
     FetchResult,
+    call_with_retries,
     parse_feature_collection,
     redact_source_url,
     utcnow,
@@ -132,39 +132,18 @@ class UsgsSource:
 
     async def fetch(self) -> FetchResult:
         """Fetch and parse the feed; see the class docstring for the failure modes."""
-        attempts = self.attempts
-        for attempt in range(attempts):
-            try:
-                return await self._fetch_once()
-            except SourceUnavailable as exc:
-                if attempt + 1 >= attempts:
-                    raise
-                if exc.retry_after is not None:
-                    if exc.retry_after > self.max_retry_after:
-                        raise
-                    delay = exc.retry_after
-                    how = "as the server asked (Retry-After)"
-                else:
-                    delay = backoff_delay(
-                        attempt + 1,
-                        self.backoff_base,
-                        self.backoff_max,
-                        jitter=1.0,
-                        rand=self._rand,
-                    )
-                    how = "backoff"
-                # INFO: the caller logs the failed poll as one WARNING line.
-                log.info(
-                    "source attempt %d/%d failed: %s; retrying in %.2fs (%s)",
-                    attempt + 1,
-                    attempts,
-                    exc,
-                    delay,
-                    how,
-                )
-                stats.incr("fetch_retries")
-                await self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        # Retries log at INFO: the caller logs the failed poll as one WARNING line.
+        return await call_with_retries(
+            self._fetch_once,
+            attempts=self.attempts,
+            backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
+            max_retry_after=self.max_retry_after,
+            sleep=self._sleep,
+            rand=self._rand,
+            label="source attempt",
+            on_retry=lambda: stats.incr("fetch_retries"),
+        )
 
     async def close(self) -> None:
         """Close the HTTP session (if this source created it)."""
