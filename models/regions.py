@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import re
 
 __all__ = ["CELL_DEGREES", "cell_bounds", "cell_of"]
@@ -28,12 +27,13 @@ _CELL = re.compile(r"^(\d{2})([NS])(\d{3})([EW])$")
 
 def cell_of(latitude: float, longitude: float) -> str:
     """The cell holding a point (latitude -90..90, longitude -180..180)."""
-    lat0 = min(math.floor(latitude / CELL_DEGREES) * CELL_DEGREES, 90 - CELL_DEGREES)
-    lat0 = max(lat0, -90)
+    # Floor division, not floor(x / 10): a tiny negative x / 10 rounds to -0.0.
+    lat0 = int(latitude // CELL_DEGREES) * CELL_DEGREES
+    lat0 = max(min(lat0, 90 - CELL_DEGREES), -90)
     lon = longitude
     if not -180.0 <= lon < 180.0:
         lon = ((lon + 180.0) % 360.0) - 180.0  # 180 is -180
-    lon0 = math.floor(lon / CELL_DEGREES) * CELL_DEGREES
+    lon0 = int(lon // CELL_DEGREES) * CELL_DEGREES
     lat_part = f"{abs(lat0):02d}{'S' if lat0 < 0 else 'N'}"
     lon_part = f"{abs(lon0):03d}{'W' if lon0 < 0 else 'E'}"
     return lat_part + lon_part
