@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, RowMapping
 
 from models.records import QUAKE_FIELDS
+from models.regions import cell_bounds
 from streamapp.db import qualified_text
 from streamapp.exceptions import BadRequest
 
@@ -33,6 +34,8 @@ __all__ = [
     "RedriveSelection",
     "claim_dead_letters",
     "dead_letter_states",
+    "decode_cursor",
+    "encode_cursor",
     "get_earthquake",
     "jsonable",
     "list_dead_letters",
@@ -40,9 +43,12 @@ __all__ = [
     "parse_dead_letter_query",
     "parse_event_id",
     "parse_kind",
+    "parse_limit",
     "parse_quake_query",
+    "parse_region",
     "parse_time",
     "preview_redrive",
+    "single_params",
 ]
 
 #: Rows per page when the client does not say.
@@ -111,7 +117,19 @@ def _float(name: str, raw: str, low: float, high: float) -> float:
     return value
 
 
-def _limit(raw: str | None) -> int:
+def parse_region(raw: str) -> str:
+    """A region cell name (``models.regions``) as given; raises BadRequest."""
+    try:
+        cell_bounds(raw)
+    except ValueError:
+        raise BadRequest(
+            "region must be a region cell like 30N130E (10-degree grid, "
+            "south-west corner)"
+        ) from None
+    return raw
+
+
+def parse_limit(raw: str | None) -> int:
     if raw is None:
         return API_DEFAULT_LIMIT
     if not raw.strip().isdigit():
@@ -142,7 +160,7 @@ def _show(raw: str) -> str:
     return json.dumps(raw[:40] + ("..." if len(raw) > 40 else ""))
 
 
-def _single(params: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, str]:
+def single_params(params: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, str]:
     """One string per parameter; unknown, repeated or oversized ones are a 400."""
     allowed = tuple(allowed)
     getall = getattr(params, "getall", None)
@@ -164,12 +182,12 @@ def _single(params: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, str]
     return out
 
 
-def _encode_cursor(values: Sequence[Any]) -> str:
+def encode_cursor(values: Sequence[Any]) -> str:
     raw = json.dumps(list(values), separators=(",", ":")).encode("utf-8")
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def _decode_cursor(raw: str) -> list[Any]:
+def decode_cursor(raw: str) -> list[Any]:
     try:
         padded = raw + "=" * (-len(raw) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
@@ -208,7 +226,7 @@ QUAKE_PARAMS = (
 
 def parse_quake_query(params: Mapping[str, Any]) -> QuakeQuery:
     """Validate the query string of ``/api/earthquakes``; raises :class:`BadRequest`."""
-    p = _single(params, QUAKE_PARAMS)
+    p = single_params(params, QUAKE_PARAMS)
     since = parse_time("since", p["since"]) if "since" in p else None
     until = parse_time("until", p["until"]) if "until" in p else None
     if since and until and since > until:
@@ -227,7 +245,7 @@ def parse_quake_query(params: Mapping[str, Any]) -> QuakeQuery:
         raise BadRequest("min_magnitude must not be greater than max_magnitude")
     after: tuple[datetime, str] | None = None
     if "cursor" in p:
-        values = _decode_cursor(p["cursor"])
+        values = decode_cursor(p["cursor"])
         if len(values) != 2 or not all(isinstance(v, str) for v in values):
             raise BadRequest("cursor is not valid; use next_cursor from a response")
         try:
@@ -242,7 +260,7 @@ def parse_quake_query(params: Mapping[str, Any]) -> QuakeQuery:
         min_magnitude=min_mag,
         max_magnitude=max_mag,
         bbox=_bbox(p["bbox"]) if "bbox" in p else None,
-        limit=_limit(p.get("limit")),
+        limit=parse_limit(p.get("limit")),
         after=after,
     )
 
@@ -270,7 +288,7 @@ def parse_kind(raw: str) -> str:
 
 def parse_dead_letter_query(params: Mapping[str, Any]) -> DeadLetterQuery:
     """Validate the query string of ``/api/dead-letters`` (or raise BadRequest)."""
-    p = _single(params, DEAD_LETTER_PARAMS)
+    p = single_params(params, DEAD_LETTER_PARAMS)
     redriven: bool | None = None
     if "redriven" in p:
         flag = p["redriven"].lower()
@@ -279,7 +297,7 @@ def parse_dead_letter_query(params: Mapping[str, Any]) -> DeadLetterQuery:
         redriven = flag == "true"
     before_id: int | None = None
     if "cursor" in p:
-        values = _decode_cursor(p["cursor"])
+        values = decode_cursor(p["cursor"])
         if len(values) != 1 or not isinstance(values[0], int) or values[0] < 1:
             raise BadRequest("cursor is not valid; use next_cursor from a response")
         before_id = int(values[0])
@@ -287,7 +305,7 @@ def parse_dead_letter_query(params: Mapping[str, Any]) -> DeadLetterQuery:
         kind=parse_kind(p["kind"]) if "kind" in p else None,
         since=parse_time("since", p["since"]) if "since" in p else None,
         redriven=redriven,
-        limit=_limit(p.get("limit")),
+        limit=parse_limit(p.get("limit")),
         before_id=before_id,
     )
 
@@ -407,7 +425,7 @@ def list_earthquakes(conn: Connection, schema: str, q: QuakeQuery) -> Page:
     page = Page(docs=[str(r["doc"]) for r in rows[: q.limit]])
     if len(rows) > q.limit:
         last = rows[q.limit - 1]
-        page.next_cursor = _encode_cursor([jsonable(last["time"]), last["id"]])
+        page.next_cursor = encode_cursor([jsonable(last["time"]), last["id"]])
     return page
 
 
@@ -471,7 +489,7 @@ def list_dead_letters(conn: Connection, schema: str, q: DeadLetterQuery) -> Page
     rows = conn.execute(text(sql), params).mappings().all()
     page = Page(items=[_dead_letter(r) for r in rows[: q.limit]])
     if len(rows) > q.limit:
-        page.next_cursor = _encode_cursor([int(rows[q.limit - 1]["id"])])
+        page.next_cursor = encode_cursor([int(rows[q.limit - 1]["id"])])
     return page
 
 

@@ -29,7 +29,14 @@ from sqlalchemy.engine import Connection, RowMapping
 from models.regions import cell_bounds
 from streamapp.db import qualified_text
 from streamapp.exceptions import BadRequest
-from streamapp.queries import API_DEFAULT_LIMIT, _limit, _single, jsonable, parse_time
+from streamapp.queries import (
+    API_DEFAULT_LIMIT,
+    jsonable,
+    parse_limit,
+    parse_region,
+    parse_time,
+    single_params,
+)
 
 __all__ = [
     "ACTIVITY_ORDERS",
@@ -72,22 +79,11 @@ class ActivityQuery:
     limit: int = API_DEFAULT_LIMIT
 
 
-def _region(raw: str) -> str:
-    try:
-        cell_bounds(raw)
-    except ValueError:
-        raise BadRequest(
-            "region must be a region cell like 30N130E (10-degree grid, "
-            "south-west corner)"
-        ) from None
-    return raw
-
-
 def parse_activity_query(
     params: Mapping[str, Any], *, now: datetime | None = None
 ) -> ActivityQuery:
     """Validate the query string of ``/api/activity``; raises BadRequest."""
-    p = _single(params, ACTIVITY_PARAMS)
+    p = single_params(params, ACTIVITY_PARAMS)
     window = p.get("window", "1h")
     if window not in ACTIVITY_WINDOWS:
         raise BadRequest(f"window must be one of: {', '.join(ACTIVITY_WINDOWS)}")
@@ -107,9 +103,9 @@ def parse_activity_query(
         window=window,
         since=since,
         until=until,
-        region=_region(p["region"]) if "region" in p else None,
+        region=parse_region(p["region"]) if "region" in p else None,
         order=order,
-        limit=_limit(p.get("limit")),
+        limit=parse_limit(p.get("limit")),
     )
 
 

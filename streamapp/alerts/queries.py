@@ -23,17 +23,17 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, RowMapping
 
 from models.alerts import ALERT_FIELDS, RULES
-from models.regions import cell_bounds
 from streamapp.db import qualified_text
 from streamapp.exceptions import BadRequest
 from streamapp.queries import (
     API_DEFAULT_LIMIT,
-    _decode_cursor,
-    _encode_cursor,
-    _limit,
-    _single,
+    decode_cursor,
+    encode_cursor,
     jsonable,
+    parse_limit,
+    parse_region,
     parse_time,
+    single_params,
 )
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "alert_item",
     "list_alerts",
     "parse_alert_query",
-    "parse_region",
 ]
 
 #: Query parameters of ``/api/alerts``.
@@ -74,27 +73,15 @@ class AlertQuery:
     after: tuple[datetime, str] | None = None  # keyset: (detected_at, id) of the last
 
 
-def parse_region(raw: str) -> str:
-    """A region cell name (``30N130E``); BadRequest otherwise."""
-    try:
-        cell_bounds(raw)
-    except ValueError:
-        raise BadRequest(
-            "region must be a region cell like 30N130E (10-degree grid, "
-            "south-west corner)"
-        ) from None
-    return raw
-
-
 def parse_alert_query(params: Mapping[str, Any]) -> AlertQuery:
     """Validate the query string of ``/api/alerts``; raises :class:`BadRequest`."""
-    p = _single(params, ALERT_PARAMS)
+    p = single_params(params, ALERT_PARAMS)
     rule = p.get("rule")
     if rule is not None and rule not in RULES:
         raise BadRequest(f"rule must be one of: {', '.join(RULES)}")
     after: tuple[datetime, str] | None = None
     if "cursor" in p:
-        values = _decode_cursor(p["cursor"])
+        values = decode_cursor(p["cursor"])
         # A NUL cannot be sent to PostgreSQL in a string (psycopg2 ValueError).
         if (
             len(values) != 2
@@ -110,7 +97,7 @@ def parse_alert_query(params: Mapping[str, Any]) -> AlertQuery:
         since=parse_time("since", p["since"]) if "since" in p else None,
         rule=rule,
         region=parse_region(p["region"]) if "region" in p else None,
-        limit=_limit(p.get("limit")),
+        limit=parse_limit(p.get("limit")),
         after=after,
     )
 
@@ -154,7 +141,7 @@ def list_alerts(conn: Connection, schema: str, q: AlertQuery) -> dict[str, Any]:
     next_cursor = None
     if len(rows) > q.limit:
         last = rows[q.limit - 1]
-        next_cursor = _encode_cursor([jsonable(last["detected_at"]), last["id"]])
+        next_cursor = encode_cursor([jsonable(last["detected_at"]), last["id"]])
     return {
         "items": [alert_item(r) for r in rows[: q.limit]],
         "next_cursor": next_cursor,

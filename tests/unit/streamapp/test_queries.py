@@ -19,9 +19,9 @@ from streamapp.queries import (
     DeadLetterQuery,
     QuakeQuery,
     RedriveSelection,
-    _decode_cursor,
-    _encode_cursor,
     claim_dead_letters,
+    decode_cursor,
+    encode_cursor,
     get_earthquake,
     jsonable,
     list_dead_letters,
@@ -146,8 +146,8 @@ def test_bbox_across_the_antimeridian_is_allowed() -> None:
         ({"kind": "nonsense"}, "kind"),
         ({"kind": "schema' OR 1=1 --"}, "kind"),
         ({"redriven": "maybe"}, "redriven"),
-        ({"cursor": _encode_cursor(["x"])}, "cursor"),
-        ({"cursor": _encode_cursor([0])}, "cursor"),
+        ({"cursor": encode_cursor(["x"])}, "cursor"),
+        ({"cursor": encode_cursor([0])}, "cursor"),
         ({"id": "1"}, "unknown parameter"),
     ],
 )
@@ -162,7 +162,7 @@ def test_dead_letter_query() -> None:
             "kind": "schema",
             "redriven": "false",
             "limit": "5",
-            "cursor": _encode_cursor([42]),
+            "cursor": encode_cursor([42]),
         }
     )
     assert q == DeadLetterQuery(kind="schema", redriven=False, limit=5, before_id=42)
@@ -183,7 +183,7 @@ def test_bad_event_ids(bad: str) -> None:
 
 def test_cursor_roundtrip() -> None:
     values = ["2014-04-14T23:59:01.123000Z", "ak0144m5b4r6"]
-    assert _decode_cursor(_encode_cursor(values)) == values
+    assert decode_cursor(encode_cursor(values)) == values
 
 
 @settings(max_examples=200, deadline=None)
@@ -289,7 +289,7 @@ def test_list_dead_letters() -> None:
     item = page.items[0]
     assert item["key"] == "ev1" and item["payload_preview"] == "\ufffdab"
     assert item["payload_size"] == 4 and item["failed_at"] == "2014-04-14T00:00:00Z"
-    assert _decode_cursor(page.next_cursor or "") == [7]
+    assert decode_cursor(page.next_cursor or "") == [7]
 
 
 # ------------------------------------------------------------------ redrive

@@ -9,7 +9,7 @@ from multidict import MultiDict
 
 from streamapp.alerts.queries import alert_item, parse_alert_query
 from streamapp.exceptions import BadRequest
-from streamapp.queries import _encode_cursor
+from streamapp.queries import encode_cursor
 
 T0 = datetime(2026, 12, 8, 3, 0, 0, 123456, tzinfo=UTC)
 
@@ -23,7 +23,7 @@ def test_defaults_and_every_filter() -> None:
         100,
         None,
     )
-    cursor = _encode_cursor(["2026-12-08T03:00:00.123456Z", "surge:30N130E:x"])
+    cursor = encode_cursor(["2026-12-08T03:00:00.123456Z", "surge:30N130E:x"])
     q = parse_alert_query(
         {
             "since": "2026-12-08",
@@ -48,9 +48,9 @@ def test_defaults_and_every_filter() -> None:
         ({"limit": "-5"}, "limit must be a whole number from 1 to 1000"),
         ({"since": "noon"}, "since must be an ISO-8601"),
         ({"cursor": "xyz"}, "cursor is not valid"),
-        ({"cursor": _encode_cursor(["2026-12-08"])}, "cursor is not valid"),
-        ({"cursor": _encode_cursor(["then", "a:b"])}, "cursor is not valid"),
-        ({"cursor": _encode_cursor(["2026-12-08", ""])}, "cursor is not valid"),
+        ({"cursor": encode_cursor(["2026-12-08"])}, "cursor is not valid"),
+        ({"cursor": encode_cursor(["then", "a:b"])}, "cursor is not valid"),
+        ({"cursor": encode_cursor(["2026-12-08", ""])}, "cursor is not valid"),
         ({"window": "1h"}, "unknown parameter"),
     ],
 )
