@@ -16,26 +16,17 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from faust.web import Request, Response, View
 
 from streamapp.activity.query import (
-    ActivityQuery,
     list_activity,
     parse_activity_query,
 )
-from streamapp.app import app, settings
-from streamapp.db import get_engine
-from streamapp.views.api import json_errors
+from streamapp.app import app
+from streamapp.views.api import json_errors, read_db
 
 __all__ = ["ActivityListView"]
-
-
-def _page(query: ActivityQuery) -> dict[str, Any]:
-    """The response body (blocking: call in a thread)."""
-    with get_engine(settings).connect() as conn:
-        return list_activity(conn, settings.postgres_schema, query)
 
 
 @app.page("/api/activity")
@@ -45,4 +36,4 @@ class ActivityListView(View):
     @json_errors
     async def get(self, request: Request) -> Response:
         query = parse_activity_query(request.query)
-        return self.json(await asyncio.to_thread(_page, query))
+        return self.json(await asyncio.to_thread(read_db, list_activity, query))

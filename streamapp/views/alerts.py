@@ -16,22 +16,14 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from faust.web import Request, Response, View
 
-from streamapp.alerts.queries import AlertQuery, list_alerts, parse_alert_query
-from streamapp.app import app, settings
-from streamapp.db import get_engine
-from streamapp.views.api import json_errors
+from streamapp.alerts.queries import list_alerts, parse_alert_query
+from streamapp.app import app
+from streamapp.views.api import json_errors, read_db
 
 __all__ = ["AlertListView"]
-
-
-def _page(query: AlertQuery) -> dict[str, Any]:
-    """One page of alerts (blocking: call in a thread)."""
-    with get_engine(settings).connect() as conn:
-        return list_alerts(conn, settings.postgres_schema, query)
 
 
 @app.page("/api/alerts")
@@ -42,4 +34,4 @@ class AlertListView(View):
     @json_errors
     async def get(self, request: Request) -> Response:
         query = parse_alert_query(request.query)
-        return self.json(await asyncio.to_thread(_page, query))
+        return self.json(await asyncio.to_thread(read_db, list_alerts, query))

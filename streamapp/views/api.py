@@ -44,6 +44,7 @@ __all__ = [
     "RedriveView",
     "check_bearer",
     "parse_redrive_body",
+    "read_db",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def json_errors(handler: Handler) -> Handler:
     return wrapper
 
 
-def _read(fn: Callable[..., Any], *args: Any) -> Any:
+def read_db(fn: Callable[..., Any], *args: Any) -> Any:
     """Run a query function with a pooled connection (blocking: call in a thread)."""
     with get_engine(settings).connect() as conn:
         return fn(conn, settings.postgres_schema, *args)
@@ -115,7 +116,7 @@ class EarthquakeListView(View):
     @json_errors
     async def get(self, request: Request) -> Response:
         query: QuakeQuery = parse_quake_query(request.query)
-        page = await asyncio.to_thread(_read, list_earthquakes, query)
+        page = await asyncio.to_thread(read_db, list_earthquakes, query)
         return _json_text(self, page.to_json())
 
 
@@ -126,7 +127,7 @@ class EarthquakeView(View):
     @json_errors
     async def get(self, request: Request, event_id: str) -> Response:
         event = parse_event_id(event_id)
-        doc = await asyncio.to_thread(_read, get_earthquake, event)
+        doc = await asyncio.to_thread(read_db, get_earthquake, event)
         if doc is None:
             return _error(self, 404, f"no earthquake with id {event!r}")
         return _json_text(self, doc)
@@ -140,7 +141,7 @@ class DeadLetterListView(View):
     @json_errors
     async def get(self, request: Request) -> Response:
         query: DeadLetterQuery = parse_dead_letter_query(request.query)
-        page = await asyncio.to_thread(_read, list_dead_letters, query)
+        page = await asyncio.to_thread(read_db, list_dead_letters, query)
         return self.json(page.as_dict())
 
 

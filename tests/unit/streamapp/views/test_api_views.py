@@ -32,7 +32,7 @@ def db(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             raise state["error"]
         return state["answer"]
 
-    monkeypatch.setattr(api, "_read", fake_read)
+    monkeypatch.setattr(api, "read_db", fake_read)
     return state
 
 
