@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
-from faust.types import AppT, Message
+from faust.types import AppT, Message, TopicT
 
 from streamapp.app import app, settings
 
@@ -15,6 +15,7 @@ __all__ = [
     "alerts_topic",
     "clean_topic",
     "dead_letter_topic",
+    "pipeline_topic",
     "raw_topic",
 ]
 
@@ -47,43 +48,27 @@ class RawBytes(faust.Schema):
 # subscribes, before the first fetch; Faust leaves external topics to auto-creation
 # with the broker's default partition count, or waits for them forever.
 
+
+def pipeline_topic(name: str) -> TopicT:
+    """A topic of the pipeline: raw bytes both ways, ``TOPIC_PARTITIONS``
+    partitions, created by the worker when it subscribes."""
+    return app.topic(
+        name, schema=RawBytes(), partitions=settings.topic_partitions, internal=True
+    )
+
+
 #: Raw features as fetched (an envelope of the feature and fetch metadata), keyed by id.
-raw_topic = app.topic(
-    settings.topic_raw,
-    schema=RawBytes(),
-    partitions=settings.topic_partitions,
-    internal=True,
-)
+raw_topic = pipeline_topic(settings.topic_raw)
 
 #: Validated events (``models.records.Quake`` JSON), keyed by event id.
-clean_topic = app.topic(
-    settings.topic_clean,
-    schema=RawBytes(),
-    partitions=settings.topic_partitions,
-    internal=True,
-)
+clean_topic = pipeline_topic(settings.topic_clean)
 
 #: Rejected messages (``models.records.DeadLetter`` JSON) with the original bytes.
-dead_letter_topic = app.topic(
-    settings.topic_dead_letter,
-    schema=RawBytes(),
-    partitions=settings.topic_partitions,
-    internal=True,
-)
+dead_letter_topic = pipeline_topic(settings.topic_dead_letter)
 
 #: Clean events re-keyed by region cell: the activity tables' source (co-partitioned
 #: with their changelogs, so one worker holds all of a region's windows).
-activity_topic = app.topic(
-    settings.topic_activity,
-    schema=RawBytes(),
-    partitions=settings.topic_partitions,
-    internal=True,
-)
+activity_topic = pipeline_topic(settings.topic_activity)
 
 #: Alerts (``models.alerts.Alert`` JSON), keyed by the alert's id.
-alerts_topic = app.topic(
-    settings.topic_alerts,
-    schema=RawBytes(),
-    partitions=settings.topic_partitions,
-    internal=True,
-)
+alerts_topic = pipeline_topic(settings.topic_alerts)
