@@ -66,6 +66,8 @@ def env(
         "TOPIC_RAW": f"{tag}.raw",
         "TOPIC_CLEAN": f"{tag}.clean",
         "TOPIC_DEAD_LETTER": f"{tag}.dead-letter",
+        "TOPIC_ACTIVITY": f"{tag}.activity",
+        "TOPIC_ALERTS": f"{tag}.alerts",
     }
     for name in topics.values():
         kafka_admin.create_topic(name, partitions=stack_ready.topic_partitions)
