@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from psycopg2 import sql
 
-import streamapp.views.alerts as alerts_view
+import streamapp.views.alerts  # noqa: F401 - registers /api/alerts on the app
 import streamapp.views.api as api
 from models.alerts import Alert, event_alerts, surge_alert
 from streamapp.alerts.outbox import claim_due, outbox_state
@@ -326,8 +326,8 @@ async def client(
         made.append(revise(surge, detected_at=T0 + timedelta(hours=h)))
     await store(sink, made)
     sink.close()
+    # The view reads through streamapp.views.api.read_db (its settings).
     monkeypatch.setattr(api, "settings", schema_settings)
-    monkeypatch.setattr(alerts_view, "settings", schema_settings)
     fresh = web.Application()
     for resource in app.web.web_app.router.resources():  # type: ignore[attr-defined]
         if resource.canonical == "/api/alerts":
