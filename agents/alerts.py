@@ -22,19 +22,19 @@ from typing import Any
 
 from faust.types import StreamT
 
-from agents.store import ensure_schema
+from agents.store import dead_letter_message, dead_letter_of, ensure_schema
 from models.records import DeadLetter
 from streamapp.alerts.metrics import count_stored
 from streamapp.alerts.webhook import WebhookOutbox
 from streamapp.app import app, settings
-from streamapp.delivery import Outgoing, deliver
+from streamapp.delivery import deliver
 from streamapp.exceptions import InvalidRecord
 from streamapp.faust_ext import Received, Record, receive_batches
 from streamapp.metrics import observe_sink_batch
 from streamapp.overlap import InFlight
 from streamapp.sinks import AlertSink, Item
 from streamapp.sinks.alerts import alert_row, decode_alert
-from streamapp.topics import alerts_topic, dead_letter_topic
+from streamapp.topics import alerts_topic
 
 __all__ = [
     "decode_alert_batch",
@@ -52,12 +52,6 @@ outbox: WebhookOutbox | None = (
 )
 
 
-def _letter(record: Record, error: InvalidRecord) -> DeadLetter:
-    return DeadLetter.build(
-        record.value, record.key, record.topic, record.partition, record.offset, error
-    )
-
-
 def decode_alert_batch(
     records: Sequence[Record],
 ) -> tuple[list[Item], list[DeadLetter]]:
@@ -69,7 +63,7 @@ def decode_alert_batch(
             alert = decode_alert(record.value)
         except InvalidRecord as exc:
             exc.detail = {"stage": "alert_sink"}
-            letters.append(_letter(record, exc))
+            letters.append(dead_letter_of(record, exc))
             continue
         items.append(Item(alert_row(alert), ref=record))
     return items, letters
@@ -87,7 +81,7 @@ async def store_alert_batch(received: Received, sink: AlertSink) -> int:
     observe_sink_batch("alerts", len(items), time.monotonic() - started)
     for refused in rejected:
         letters.append(
-            _letter(
+            dead_letter_of(
                 refused.item.ref,
                 InvalidRecord(
                     "sink_rejected",
@@ -101,17 +95,7 @@ async def store_alert_batch(received: Received, sink: AlertSink) -> int:
             )
         )
     if letters:
-        await deliver(
-            [
-                Outgoing(
-                    dead_letter_topic,
-                    letter.key_bytes(),
-                    letter.dumps(),
-                    headers=letter.headers(),
-                )
-                for letter in letters
-            ]
-        )
+        await deliver([dead_letter_message(letter) for letter in letters])
     received.ack()
     new = count_stored(sink.take_inserted())
     if new and outbox is not None:

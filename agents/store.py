@@ -35,6 +35,8 @@ from streamapp.topics import clean_topic, dead_letter_topic
 __all__ = [
     "SchemaGate",
     "commit_quake_batch",
+    "dead_letter_message",
+    "dead_letter_of",
     "decode_quake_batch",
     "ensure_schema",
     "schema_gate",
@@ -129,7 +131,8 @@ def _payload(record: Record) -> bytes:
     return value
 
 
-def _letter(record: Record, error: InvalidRecord) -> DeadLetter:
+def dead_letter_of(record: Record, error: InvalidRecord) -> DeadLetter:
+    """The dead letter of a received record that failed for ``error``."""
     return DeadLetter.build(
         record.value,
         record.key,
@@ -140,7 +143,8 @@ def _letter(record: Record, error: InvalidRecord) -> DeadLetter:
     )
 
 
-def _outgoing(letter: DeadLetter) -> Outgoing:
+def dead_letter_message(letter: DeadLetter) -> Outgoing:
+    """The dead-letter-topic message of a dead letter (its key, JSON, headers)."""
     return Outgoing(
         dead_letter_topic, letter.key_bytes(), letter.dumps(), headers=letter.headers()
     )
@@ -168,7 +172,7 @@ def decode_quake_batch(
                 )
         except Exception as exc:  # any decode failure: dead-letter, never drop
             letters.append(
-                _letter(
+                dead_letter_of(
                     record,
                     InvalidRecord(
                         "schema",
@@ -197,7 +201,7 @@ async def commit_quake_batch(
     observe_sink_batch("earthquakes", len(received), time.monotonic() - started)
     for refused in rejected:
         letters.append(
-            _letter(
+            dead_letter_of(
                 refused.item.ref,
                 InvalidRecord(
                     "sink_rejected",
@@ -212,7 +216,7 @@ async def commit_quake_batch(
         )
     if letters:
         # Kafka must hold every dead letter before the batch is acked.
-        await deliver([_outgoing(letter) for letter in letters])
+        await deliver([dead_letter_message(letter) for letter in letters])
     received.ack()
     stored = len(received) - len(letters)
     stats.incr("upserted", stored)
@@ -249,7 +253,7 @@ async def store_dead_letter_batch(received: Received, sink: DeadLetterSink) -> i
                 offset=record.offset,
             )
         except Exception as exc:  # undecodable: keep its bytes, never drop
-            letter = _letter(
+            letter = dead_letter_of(
                 record,
                 InvalidRecord(
                     "schema",
